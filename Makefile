@@ -1,0 +1,48 @@
+# Two commands for a fresh machine: `make book` builds the HTML book, `make test` runs every test.
+# Both create ./.venv and install what they need on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first, pinned to a CPU build that installs from local disk on the course machines;
+# override with `make TORCH=torch test` (any torch>=2.1 works).
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+BOOK_FLAGS ?= -W -n --keep-going
+
+.PHONY: install test book smoke-book browser-test bench robustness timings clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+## every test: unit tests, doctests, and nbval over every chapter on the smoke budget
+test: $(STAMP)
+	VMONF_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests vmonf_mini book \
+		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -q
+
+## the HTML book, every chapter executed on the default budget; open _build/html/index.html
+book: $(STAMP)
+	VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	@echo "Open _build/html/index.html"
+
+## the browser test of the built book (run `make book` first)
+browser-test: $(STAMP)
+	$(BIN)/python -m pytest tests -m browser -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python bench/speed.py
+
+robustness: $(STAMP)
+	$(BIN)/python bench/robustness.py
+
+timings: $(STAMP)
+	$(BIN)/python bench/chapter_times.py
+
+clean:
+	rm -rf _build .pytest_cache

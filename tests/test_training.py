@@ -1,0 +1,99 @@
+"""fit(): the unsupervised and semi-supervised objectives, schedules, failure modes."""
+
+import math
+
+import pytest
+import torch
+
+from vmonf_mini import ExponentialDecay, VMoNF, fit
+from vmonf_mini.data import pinwheel, two_circles
+from vmonf_mini.training import _labeled_loss
+
+
+def _small(k=2, **kw):
+    return VMoNF(2, k, blocks=2, hidden=8, encoder_hidden=(8,), **kw)
+
+
+def test_fit_lowers_the_loss_and_records_history():
+    x, _ = pinwheel(n_per_class=64, seed=1)
+    model = _small(k=5)
+    history = fit(model, x, epochs=15, batch_size=64, lr=3e-3, seed=0, progress=False)
+    assert len(history.loss) == len(history.temperature) == len(history.seconds) == 15
+    assert history.loss[-1] < history.loss[0] - 0.15
+    assert history.steps == 15 * 5
+    assert history.temperature[-1] == pytest.approx(math.exp(-1e-3 * 75))
+    assert not model.training  # ends in eval mode
+
+
+def test_semi_supervised_training_lowers_the_labeled_cross_entropy():
+    """Defect 1 of the original code: the supervised term was maximised. Here it must fall."""
+    x, y = two_circles(n_per_circle=128, seed=0)
+    labels = torch.full_like(y, -1)
+    labels[:16] = y[:16]
+    model = _small(k=2)
+    ce = lambda: torch.nn.functional.cross_entropy(model.encoder(x[:16]), y[:16]).item()
+    model.eval()
+    before = ce()
+    fit(model, x, labels, epochs=5, batch_size=64, lr=1e-2, pretrain_epochs=80, seed=0, progress=False)
+    after = ce()
+    assert after < before * 0.5, (before, after)
+    assert (model.predict(x[:16]) == y[:16]).float().mean() >= 0.9
+
+
+def test_labeled_loss_adds_nll_of_own_component_and_cross_entropy():
+    model = _small(k=3).double().eval()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1, 2])
+    loss = _labeled_loss(model, x, y, "elbo")
+    joint = model.component_log_prob(x) + model.log_prior()
+    ce = -torch.log_softmax(model.encoder(x), 1)[torch.arange(4), y]
+    torch.testing.assert_close(loss, -joint[torch.arange(4), y] + ce)
+
+
+def test_same_seed_gives_the_same_model():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = _small(k=3)
+        fit(model, x, epochs=3, batch_size=32, seed=7, progress=False)
+        runs.append(model.log_prob(x[:5]))
+    torch.testing.assert_close(runs[0], runs[1])
+
+
+def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_finite_weights():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    model = _small(k=2)
+    calls = {"n": 0}
+
+    def schedule(step):
+        calls["n"] += 1
+        return 1.0
+
+    with torch.no_grad():
+        model.components.layers[0].t_net.layers[0].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 1"):
+        fit(model, x, epochs=2, batch_size=32, temperature=schedule, progress=False)
+
+
+def test_exponential_decay_has_a_floor_and_matches_the_paper():
+    sched = ExponentialDecay()
+    assert sched(1) == pytest.approx(math.exp(-1e-3))
+    assert sched(10**6) == 0.01
+    with pytest.raises(ValueError, match="floor"):
+        ExponentialDecay(floor=0.0)
+
+
+def test_callback_sees_every_epoch_in_eval_mode():
+    x, _ = pinwheel(n_per_class=16, seed=0)
+    seen = []
+    fit(_small(), x, epochs=3, batch_size=16, progress=False,
+        callback=lambda epoch, m: seen.append((epoch, m.training)))
+    assert seen == [(1, False), (2, False), (3, False)]
+
+
+def test_exact_objective_and_consistency_options_train():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    h1 = fit(_small(k=3), x, epochs=5, batch_size=32, lr=3e-3, objective="exact", seed=0, progress=False)
+    h2 = fit(_small(k=3), x, epochs=5, batch_size=32, lr=3e-3, consistency=1.0, seed=0, progress=False)
+    assert h1.loss[-1] < h1.loss[0] and h2.loss[-1] < h2.loss[0]

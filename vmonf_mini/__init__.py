@@ -1,0 +1,32 @@
+"""vmonf_mini: a variational mixture of normalizing flows in a few hundred lines of PyTorch.
+
+The companion package of the book *Variational Mixtures of Normalizing Flows, by example*
+(Pires & Figueiredo, ESANN 2020).
+
+>>> import torch, vmonf_mini
+>>> model = vmonf_mini.VMoNF(dim=2, k=5, flow="realnvp", blocks=2, encoder_hidden=(8,))
+>>> model.log_prob(torch.zeros(3, 2)).shape
+torch.Size([3])
+"""
+
+from . import checks, data, flows, metrics, notebook
+from .mixture import VMoNF
+from .notebook import budget, default_device, pick, seed_everything
+from .training import ExponentialDecay, History, fit
+
+__all__ = [
+    "VMoNF",
+    "fit",
+    "History",
+    "ExponentialDecay",
+    "budget",
+    "pick",
+    "seed_everything",
+    "default_device",
+    "flows",
+    "data",
+    "metrics",
+    "notebook",
+    "checks",
+]
+__version__ = "0.1.0"

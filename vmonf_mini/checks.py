@@ -1,0 +1,80 @@
+"""Input validation shared by the package: fail early, name the argument and what was expected.
+
+>>> import torch
+>>> as_data(torch.zeros(3, 2), dim=2, name="x").shape
+torch.Size([3, 2])
+>>> as_data(torch.zeros(3, 4), dim=2, name="x")
+Traceback (most recent call last):
+...
+ValueError: x must have shape (N, 2), got (3, 4)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_data", "as_labels", "check_positive_int", "check_temperature"]
+
+
+def as_data(
+    x: Any,
+    dim: Optional[int] = None,
+    name: str = "x",
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
+) -> Tensor:
+    """Return ``x`` as a finite floating tensor of shape ``(N, dim)`` with N >= 1."""
+    if not isinstance(x, (Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(x).__name__}")
+    t = torch.as_tensor(x)
+    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.uint8)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.dim() != 2:
+        expected = f"(N, {dim})" if dim is not None else "(N, D)"
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (N, {dim}), got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it needs at least one row")
+    t = t.to(dtype=dtype or (t.dtype if t.is_floating_point() else torch.get_default_dtype()), device=device)
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).any(dim=1).sum())
+        raise ValueError(f"{name} contains NaN or infinite values (in {bad} of {t.shape[0]} rows)")
+    return t
+
+
+def as_labels(labels: Any, n: int, k: int, name: str = "labels", allow_unlabeled: bool = True) -> Tensor:
+    """Return integer labels of shape ``(n,)`` in ``[0, k)``; ``-1`` marks unlabeled if allowed."""
+    t = torch.as_tensor(labels)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be integers, got dtype {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match x, got {tuple(t.shape)}")
+    t = t.long()
+    low = -1 if allow_unlabeled else 0
+    bad = (t < low) | (t >= k)
+    if bool(bad.any()):
+        allowed = f"-1 (unlabeled) or 0..{k - 1}" if allow_unlabeled else f"0..{k - 1}"
+        raise ValueError(f"{name} must be {allowed}; found {t[bad][:5].tolist()}")
+    return t
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_temperature(value: Any, name: str = "temperature") -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return t

@@ -1,0 +1,339 @@
+"""Normalizing flows with K components stacked in one module (chapters 2 and 3).
+
+Convention (the density direction is the fast one):
+
+* ``layer(x) -> (z, log_det)`` maps data towards the base, ``log_det = log|det dz/dx|``;
+* ``layer.inverse(z) -> x`` maps base samples back to data (used for sampling).
+
+Tensors carry a leading component axis: ``(K, N, D)``.  A layer given ``(N, D)`` treats it as
+shared by all K components.  ``log p_k(x) = log N(z_k; 0, I) + sum of log_dets``.
+
+Example:
+    >>> import torch
+    >>> from vmonf_mini.flows import realnvp
+    >>> flow = realnvp(dim=2, k=5, blocks=4, hidden=8).double()
+    >>> x = torch.randn(7, 2, dtype=torch.float64)
+    >>> flow.log_prob(x).shape          # one column per component, one pass
+    torch.Size([7, 5])
+    >>> z, _ = flow(x)
+    >>> torch.allclose(flow.eval().inverse(z), x.expand(5, 7, 2), atol=1e-10)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .layers import StackedLinear, StackedMLP
+
+__all__ = [
+    "AffineCoupling",
+    "BatchNormFlow",
+    "MADE",
+    "MAFLayer",
+    "StackedFlow",
+    "FlowList",
+    "realnvp",
+    "maf",
+    "alternating_masks",
+]
+
+Hidden = Union[int, Sequence[int]]
+
+
+def _widths(hidden: Hidden) -> Tuple[int, ...]:
+    widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not widths or any((not isinstance(h, int)) or h < 1 for h in widths):
+        raise ValueError(f"hidden must be a positive int or a non-empty sequence of positive ints, got {hidden!r}")
+    return widths
+
+
+def _as_components(x: Tensor, k: int) -> Tensor:
+    """View ``(N, D)`` as ``(K, N, D)`` without copying; pass ``(K, N, D)`` through."""
+    return x.expand(k, *x.shape) if x.dim() == 2 else x
+
+
+def alternating_masks(dim: int, count: int) -> Tensor:
+    """``count`` binary masks over ``dim`` features, alternating odd/even features.
+
+    >>> alternating_masks(3, 2)
+    tensor([[1., 0., 1.],
+            [0., 1., 0.]])
+    """
+    even = (torch.arange(dim) % 2 == 0).float()
+    return torch.stack([even if i % 2 == 0 else 1.0 - even for i in range(count)])
+
+
+class AffineCoupling(nn.Module):
+    """RealNVP's affine coupling layer (Dinh et al., 2017), K copies at once (chapter 2).
+
+    The features where ``mask == 1`` pass unchanged and condition the others:
+    ``z = m*x + (1-m) * (x - t(m*x)) * exp(-s(m*x))``, with ``s`` ending in ``tanh`` (bounded
+    scales) and ``t`` linear.  Only the transformed features enter the log-determinant,
+    ``log|det| = -sum_{i: m_i = 0} s_i`` (the original code summed all of ``s``: defect 2).
+    """
+
+    def __init__(self, dim: int, mask: Tensor, hidden: Hidden = 8, k: int = 1) -> None:
+        super().__init__()
+        if mask.shape != (dim,):
+            raise ValueError(f"mask must have shape ({dim},), got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask.float())
+        widths = _widths(hidden)
+        self.s_net = StackedMLP(k, dim, widths, dim, final="tanh")
+        self.t_net = StackedMLP(k, dim, widths, dim)
+        self.k = k
+
+    def _scale_shift(self, masked: Tensor) -> Tuple[Tensor, Tensor]:
+        free = 1.0 - self.mask
+        return self.s_net(masked) * free, self.t_net(masked) * free
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        masked = x * self.mask
+        s, t = self._scale_shift(masked)
+        z = masked + (1.0 - self.mask) * (x - t) * torch.exp(-s)
+        return z, -s.sum(-1)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        masked = z * self.mask
+        s, t = self._scale_shift(masked)
+        return masked + (1.0 - self.mask) * (z * torch.exp(s) + t)
+
+
+class BatchNormFlow(nn.Module):
+    """Batch normalization as an invertible layer (Dinh et al., 2017; Papamakarios et al., 2017).
+
+    In training mode it normalizes with the batch's statistics (and updates running averages,
+    one set per component); in eval mode, and always in ``inverse``, it uses the running
+    averages.  Plots and evaluation must therefore run in eval mode (the original code did not:
+    defect 4).
+    """
+
+    def __init__(self, dim: int, k: int = 1, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.log_gamma = nn.Parameter(torch.zeros(k, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(k, 1, dim))
+        self.register_buffer("running_mean", torch.zeros(k, 1, dim))
+        self.register_buffer("running_var", torch.ones(k, 1, dim))
+        self.momentum, self.eps, self.k = momentum, eps, k
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        x = _as_components(x, self.k)
+        if self.training and x.shape[1] > 1:
+            mean = x.mean(1, keepdim=True)
+            var = x.var(1, unbiased=False, keepdim=True)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        log_scale = self.log_gamma - 0.5 * torch.log(var + self.eps)
+        z = (x - mean) * torch.exp(log_scale) + self.beta
+        return z, log_scale.sum(-1).expand(x.shape[0], x.shape[1])
+
+    def inverse(self, z: Tensor) -> Tensor:
+        log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
+        return (z - self.beta) * torch.exp(-log_scale) + self.running_mean
+
+
+class MADE(nn.Module):
+    """Masked autoencoder for distribution estimation (Germain et al., 2015), K copies (chapter 3).
+
+    Output ``i`` (a mean and a log-scale per feature) depends only on the features that come
+    before ``i`` in ``order``.
+
+    Args:
+        dim: number of features.
+        hidden: widths of the hidden layers.
+        k: number of stacked copies.
+        order: a permutation of ``range(dim)``; feature ``order[j]`` is the j-th to be generated.
+    """
+
+    def __init__(self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None) -> None:
+        super().__init__()
+        widths = _widths(hidden)
+        order_t = torch.arange(dim) if order is None else torch.as_tensor(list(order))
+        if sorted(order_t.tolist()) != list(range(dim)):
+            raise ValueError(f"order must be a permutation of range({dim})")
+        degree_in = torch.empty(dim, dtype=torch.long)
+        degree_in[order_t] = torch.arange(1, dim + 1)  # feature order[j] has degree j + 1
+        self.register_buffer("order", order_t)
+        degrees = [degree_in]
+        for width in widths:  # hidden degrees cycle through 1..dim-1 (all 0 when dim == 1)
+            degrees.append(torch.arange(width) % max(dim - 1, 1) + min(dim - 1, 1))
+        masks = [(d_out[None, :] >= d_in[:, None]).float() for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+        out_mask = (degree_in[None, :] > degrees[-1][:, None]).float()
+        masks.append(torch.cat([out_mask, out_mask], dim=1))  # [means | log-scales]
+        sizes = [dim, *widths, 2 * dim]
+        self.layers = nn.ModuleList(
+            StackedLinear(k, a, b, mask=m) for a, b, m in zip(sizes[:-1], sizes[1:], masks)
+        )
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h[..., : self.dim], h[..., self.dim :]
+
+
+class MAFLayer(nn.Module):
+    """One masked autoregressive flow layer (Papamakarios et al., 2017), K copies (chapter 3).
+
+    Density in one pass: ``z_i = (x_i - mu_i(x_<i)) * exp(-a_i(x_<i))``; sampling is sequential,
+    one MADE pass per feature.  Log-scales are soft-clamped to ``(-bound, bound)`` so that the
+    log-determinant stays finite on any input.
+    """
+
+    def __init__(
+        self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None, log_scale_bound: float = 5.0
+    ) -> None:
+        super().__init__()
+        self.made = MADE(dim, hidden, k, order)
+        self.bound = float(log_scale_bound)
+        self.k = k
+
+    def _mean_log_scale(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        mu, a = self.made(x)
+        return mu, self.bound * torch.tanh(a / self.bound)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        mu, a = self._mean_log_scale(x)
+        return (x - mu) * torch.exp(-a), -a.sum(-1)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        z = _as_components(z, self.k)
+        x = torch.zeros_like(z)
+        for feature in self.made.order.tolist():
+            mu, a = self._mean_log_scale(x)
+            value = z[..., feature] * torch.exp(a[..., feature]) + mu[..., feature]
+            x = torch.cat([x[..., :feature], value.unsqueeze(-1), x[..., feature + 1 :]], dim=-1)
+        return x
+
+
+class StackedFlow(nn.Module):
+    """K flows with a standard normal base, parameters stacked along a leading K axis.
+
+    ``log_prob(x)`` returns ``(N, K)``: every component's log-density from one batched pass.
+    Build one with :func:`realnvp` or :func:`maf`.
+    """
+
+    def __init__(self, layers: Iterable[nn.Module], dim: int, k: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dim, self.k = dim, k
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``x (N, D)`` -> ``z (K, N, D)`` and ``log|det dz/dx| (K, N)``."""
+        z = _as_components(x, self.k)
+        total = x.new_zeros(self.k, x.shape[-2])
+        for layer in self.layers:
+            z, log_det = layer(z)
+            total = total + log_det
+        return z, total
+
+    def inverse(self, z: Tensor) -> Tensor:
+        """``z (N, D)`` or ``(K, N, D)`` -> ``x (K, N, D)`` (batch norm uses running averages)."""
+        x = _as_components(z, self.k)
+        for layer in reversed(self.layers):
+            x = layer.inverse(x)
+        return x
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        z, log_det = self(x)
+        base = -0.5 * (z * z).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return (base + log_det).transpose(0, 1)
+
+    def sample(self, components: Tensor) -> Tensor:
+        """One sample per entry of ``components`` (a LongTensor of component indices), ``(n, D)``."""
+        z = next(self.parameters()).new_empty((components.shape[0], self.dim)).normal_()
+        x = self.inverse(z)
+        return x[components, torch.arange(components.shape[0], device=components.device)]
+
+
+class FlowList(nn.Module):
+    """K independent flow modules looped in Python: the slow alternative to :class:`StackedFlow`.
+
+    Each module needs ``log_prob(x) -> (N,)`` (a :class:`StackedFlow` with ``k=1`` or a
+    normflows ``NormalizingFlow``) and, for sampling, ``sample(n)`` returning samples or
+    ``(samples, log_prob)`` as normflows does.
+
+    >>> import torch
+    >>> comps = FlowList([realnvp(2, k=1, blocks=2) for _ in range(3)])
+    >>> comps.log_prob(torch.randn(4, 2)).shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(self, flows: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(flows) == 0 or not all(isinstance(f, nn.Module) for f in flows):
+            raise ValueError("components must be a non-empty list of torch.nn.Module flows")
+        self.flows = nn.ModuleList(flows)
+        self.k = len(flows)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        columns = []
+        for flow in self.flows:
+            lp = flow.log_prob(x)
+            columns.append(lp[:, 0] if lp.dim() == 2 else lp)
+        return torch.stack(columns, dim=1)
+
+    def sample(self, components: Tensor) -> Tensor:
+        out: Optional[Tensor] = None
+        for c, flow in enumerate(self.flows):
+            where = (components == c).nonzero(as_tuple=True)[0]
+            if where.numel() == 0:
+                continue
+            if isinstance(flow, StackedFlow):
+                xs = flow.sample(components.new_zeros(where.numel()))
+            else:
+                xs = flow.sample(int(where.numel()))
+                xs = xs[0] if isinstance(xs, tuple) else xs
+            if out is None:
+                out = xs.new_empty((components.shape[0], xs.shape[-1]))
+            out[where] = xs
+        assert out is not None
+        return out
+
+
+def realnvp(dim: int, k: int = 1, blocks: int = 8, hidden: Hidden = 8, batch_norm: bool = True) -> StackedFlow:
+    """RealNVP with ``blocks`` blocks of [affine coupling, batch norm], masks alternating (chapter 2).
+
+    >>> realnvp(2, k=5).log_prob(torch.zeros(3, 2)).shape
+    torch.Size([3, 5])
+    """
+    if dim < 2:
+        raise ValueError(f"realnvp needs dim >= 2 (a coupling layer splits the features), got dim={dim}")
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    layers: list[nn.Module] = []
+    for mask in alternating_masks(dim, blocks):
+        layers.append(AffineCoupling(dim, mask, hidden, k))
+        if batch_norm:
+            layers.append(BatchNormFlow(dim, k))
+    return StackedFlow(layers, dim, k)
+
+
+def maf(
+    dim: int, k: int = 1, blocks: int = 5, hidden: Hidden = 200, batch_norm: bool = True, log_scale_bound: float = 5.0
+) -> StackedFlow:
+    """MAF with ``blocks`` MADE layers, the feature order reversed between layers (chapter 3).
+
+    >>> maf(4, k=2, blocks=2, hidden=16).log_prob(torch.zeros(3, 4)).shape
+    torch.Size([3, 2])
+    """
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    layers: list[nn.Module] = []
+    natural = list(range(dim))
+    for b in range(blocks):
+        order = natural if b % 2 == 0 else natural[::-1]
+        layers.append(MAFLayer(dim, hidden, k, order, log_scale_bound))
+        if batch_norm and b < blocks - 1:
+            layers.append(BatchNormFlow(dim, k))
+    return StackedFlow(layers, dim, k)

@@ -1,0 +1,64 @@
+"""Clustering metrics, built on scikit-learn and SciPy (chapters 6-8).
+
+>>> import numpy as np
+>>> y = np.array([0, 0, 1, 1, 2, 2])
+>>> c = np.array([2, 2, 0, 0, 1, 1])          # the same partition, other names
+>>> cluster_accuracy(y, c), round(nmi(y, c), 6), round(ari(y, c), 6)
+(1.0, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix
+
+__all__ = ["cluster_accuracy", "nmi", "ari", "contingency", "match_clusters"]
+
+
+def _pair(y: Any, c: Any) -> Tuple[np.ndarray, np.ndarray]:
+    y_arr = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+    c_arr = np.asarray(c.detach().cpu() if hasattr(c, "detach") else c)
+    if y_arr.ndim != 1 or c_arr.ndim != 1:
+        raise ValueError(f"labels and clusters must be 1-D, got shapes {y_arr.shape} and {c_arr.shape}")
+    if y_arr.shape != c_arr.shape:
+        raise ValueError(f"labels and clusters must have the same length, got {y_arr.shape[0]} and {c_arr.shape[0]}")
+    if y_arr.size == 0:
+        raise ValueError("labels and clusters are empty")
+    return y_arr, c_arr
+
+
+def match_clusters(y: Any, c: Any) -> dict:
+    """The one-to-one map cluster -> label that maximises agreement (Hungarian algorithm)."""
+    y_arr, c_arr = _pair(y, c)
+    labels, clusters = np.unique(y_arr), np.unique(c_arr)
+    table = contingency_matrix(y_arr, c_arr)  # rows: labels, columns: clusters
+    rows, cols = linear_sum_assignment(-table)
+    return {int(clusters[j]): int(labels[i]) for i, j in zip(rows, cols)}
+
+
+def cluster_accuracy(y: Any, c: Any) -> float:
+    """Matched accuracy: the fraction of points whose cluster maps to their label under the best one-to-one map."""
+    y_arr, c_arr = _pair(y, c)
+    table = contingency_matrix(y_arr, c_arr)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / y_arr.size)
+
+
+def nmi(y: Any, c: Any) -> float:
+    """Normalized mutual information (arithmetic normalisation, scikit-learn's default)."""
+    return float(normalized_mutual_info_score(*_pair(y, c)))
+
+
+def ari(y: Any, c: Any) -> float:
+    """Adjusted Rand index."""
+    return float(adjusted_rand_score(*_pair(y, c)))
+
+
+def contingency(y: Any, c: Any, normalize: bool = True) -> np.ndarray:
+    """Label-by-cluster counts (rows: labels in sorted order; columns: clusters), rows summing to 1 if ``normalize``."""
+    table = contingency_matrix(*_pair(y, c)).astype(float)
+    return table / table.sum(axis=1, keepdims=True) if normalize else table

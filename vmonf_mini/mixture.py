@@ -1,0 +1,253 @@
+"""The variational mixture of normalizing flows (Pires & Figueiredo, 2020), chapter 4.
+
+``p(x) = sum_c p(c) p(x|c)`` with every ``p(x|c)`` a normalizing flow, and an amortized
+posterior ``q(c|x) = softmax(encoder(x) / T)``.  Training maximises
+
+    ELBO(x) = sum_c q(c|x) [log p(x|c) + log p(c) - log q(c|x)] = log p(x) - KL(q || p(c|x)).
+
+Example:
+    >>> import torch
+    >>> from vmonf_mini import VMoNF
+    >>> model = VMoNF(dim=2, k=3, blocks=2).eval()
+    >>> x = torch.randn(5, 2)
+    >>> bool((model.elbo(x) <= model.log_prob(x) + 1e-5).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .checks import as_data, check_positive_int, check_temperature
+from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
+
+__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT"]
+
+#: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
+MIN_TEMPERATURE = 1e-3
+#: Version of the file layout written by :meth:`VMoNF.save`.
+CHECKPOINT_FORMAT = 1
+
+_FLOW_DEFAULTS = {"realnvp": dict(blocks=8, hidden=8), "maf": dict(blocks=5, hidden=200)}
+Prior = Union[None, str, Sequence[float], Tensor]
+
+
+def _encoder(dim: int, k: int, hidden: Sequence[int], batch_norm: bool) -> nn.Sequential:
+    """MLP ``dim -> hidden... -> k`` logits; Linear, ReLU, BatchNorm1d as in the thesis."""
+    layers: list[nn.Module] = []
+    width = dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        width = h
+    layers.append(nn.Linear(width, k))
+    return nn.Sequential(*layers)
+
+
+class VMoNF(nn.Module):
+    """A mixture of K normalizing flows with an amortized posterior q(c|x).
+
+    Args:
+        dim: data dimension D.
+        k: number of components K.
+        flow: ``"realnvp"`` (affine coupling + batch norm) or ``"maf"`` (MADE layers).
+        blocks: flow depth (default 8 for RealNVP, 5 for MAF, the paper's settings).
+        hidden: hidden widths of each coupling net / MADE (default 8 / 200).
+        encoder_hidden: hidden widths of the encoder q(c|x).
+        prior: ``None`` (uniform, fixed, the paper), ``"learned"`` (trainable logits), or a
+            sequence of K probabilities (fixed).
+        components: optional list of K independent flow modules (e.g. normflows models) used
+            instead of the built-in stacked flow; they are evaluated in a Python loop.
+        batch_norm: batch-norm layers inside the flow.
+        encoder_batch_norm: batch norm inside the encoder.
+        log_scale_bound: soft bound on MAF log-scales.
+
+    Shapes: ``x`` is ``(N, D)``; per-component outputs are ``(N, K)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        k: int,
+        flow: str = "realnvp",
+        blocks: Optional[int] = None,
+        hidden: Optional[Hidden] = None,
+        encoder_hidden: Sequence[int] = (16,),
+        prior: Prior = None,
+        components: Optional[Sequence[nn.Module]] = None,
+        batch_norm: bool = True,
+        encoder_batch_norm: bool = True,
+        log_scale_bound: float = 5.0,
+    ) -> None:
+        super().__init__()
+        dim = check_positive_int(dim, "dim")
+        k = check_positive_int(k, "k")
+        if flow not in _FLOW_DEFAULTS:
+            raise ValueError(f"flow must be one of {sorted(_FLOW_DEFAULTS)}, got {flow!r}")
+        encoder_hidden = tuple(encoder_hidden)
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in encoder_hidden):
+            raise ValueError(f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}")
+        blocks = _FLOW_DEFAULTS[flow]["blocks"] if blocks is None else check_positive_int(blocks, "blocks")
+        hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
+        self.dim, self.k = dim, k
+        self.config: Dict[str, Any] = dict(
+            dim=dim,
+            k=k,
+            flow=flow,
+            blocks=blocks,
+            hidden=hidden if isinstance(hidden, int) else list(hidden),
+            encoder_hidden=list(encoder_hidden),
+            prior=prior if prior is None or isinstance(prior, str) else [float(p) for p in torch.as_tensor(prior)],
+            batch_norm=batch_norm,
+            encoder_batch_norm=encoder_batch_norm,
+            log_scale_bound=log_scale_bound,
+            custom_components=components is not None,
+        )
+        self.components: nn.Module
+        if components is not None:
+            if len(components) != k:
+                raise ValueError(f"components must hold k={k} flows, got {len(components)}")
+            self.components = FlowList(list(components))
+        elif flow == "realnvp":
+            self.components = realnvp(dim, k, blocks, hidden, batch_norm)
+        else:
+            self.components = maf(dim, k, blocks, hidden, batch_norm, log_scale_bound)
+        self.encoder = _encoder(dim, k, encoder_hidden, encoder_batch_norm)
+        self._init_prior(prior, k)
+
+    def _init_prior(self, prior: Prior, k: int) -> None:
+        if prior is None:
+            self.register_buffer("prior_logits", torch.zeros(k))
+        elif isinstance(prior, str):
+            if prior != "learned":
+                raise ValueError(f"prior must be None, 'learned' or K probabilities, got {prior!r}")
+            self.prior_logits = nn.Parameter(torch.zeros(k))
+        else:
+            p = torch.as_tensor(prior, dtype=torch.get_default_dtype())
+            if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
+                raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
+            if abs(float(p.sum()) - 1.0) > 1e-4:
+                raise ValueError(f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}")
+            self.register_buffer("prior_logits", p.log())
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _reference(self) -> Tensor:
+        return self.prior_logits
+
+    def _data(self, x: Any) -> Tensor:
+        ref = self._reference
+        return as_data(x, self.dim, "x", dtype=ref.dtype, device=ref.device)
+
+    # ------------------------------------------------------------------ densities
+    def log_prior(self) -> Tensor:
+        """``log p(c)``, shape ``(K,)``."""
+        return torch.log_softmax(self.prior_logits, dim=0)
+
+    def component_log_prob(self, x: Any) -> Tensor:
+        """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass."""
+        return self.components.log_prob(self._data(x))
+
+    def _joint(self, x: Tensor) -> Tensor:
+        return self.components.log_prob(x) + self.log_prior()
+
+    def log_prob(self, x: Any) -> Tensor:
+        """Exact ``log p(x) = logsumexp_c(log p(c) + log p(x|c))``, shape ``(N,)``."""
+        return torch.logsumexp(self._joint(self._data(x)), dim=1)
+
+    def exact_posterior(self, x: Any) -> Tensor:
+        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)``."""
+        return torch.softmax(self._joint(self._data(x)), dim=1)
+
+    # ------------------------------------------------------------------ posterior
+    def log_posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
+        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)``."""
+        t = max(check_temperature(temperature), MIN_TEMPERATURE)
+        return torch.log_softmax(self.encoder(self._data(x)) / t, dim=1)
+
+    def posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
+        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one."""
+        return self.log_posterior(x, temperature).exp()
+
+    def elbo(self, x: Any, temperature: float = 1.0) -> Tensor:
+        """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x)."""
+        x = self._data(x)
+        log_q = self.log_posterior(x, temperature)
+        return (log_q.exp() * (self._joint(x) - log_q)).sum(dim=1)
+
+    def predict(self, x: Any, exact: bool = False) -> Tensor:
+        """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``."""
+        scores = self._joint(self._data(x)) if exact else self.encoder(self._data(x))
+        return scores.argmax(dim=1)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, n: int) -> Tuple[Tensor, Tensor]:
+        """Draw ``n`` points: ``c ~ p(c)``, ``x ~ p(x|c)``. Returns ``(x (n, D), c (n,))``."""
+        n = check_positive_int(n, "n")
+        c = torch.multinomial(self.log_prior().exp(), n, replacement=True)
+        return self.components.sample(c), c
+
+    @torch.no_grad()
+    def sample_component(self, c: int, n: int) -> Tensor:
+        """Draw ``n`` points from component ``c``, shape ``(n, D)``."""
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.k:
+            raise ValueError(f"c must be a component index in 0..{self.k - 1}, got {c!r}")
+        n = check_positive_int(n, "n")
+        return self.components.sample(torch.full((n,), c, dtype=torch.long, device=self._reference.device))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write config and weights to ``path`` atomically (a temporary file, then a rename)."""
+        if self.config["custom_components"]:
+            raise ValueError("save() needs the built-in flows; with custom components use torch.save(model.state_dict())")
+        path = Path(path)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> "VMoNF":
+        """Rebuild a model written by :meth:`save` (read with ``weights_only=True``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable VMoNF checkpoint (corrupt or not written by VMoNF.save): {err}") from None
+        if not isinstance(payload, dict) or not {"format", "config", "state_dict"} <= payload.keys():
+            raise ValueError(f"{path} is not a VMoNF checkpoint (no format/config entries)")
+        if payload["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{path} has checkpoint format {payload['format']}, this vmonf_mini reads format {CHECKPOINT_FORMAT}"
+            )
+        config = dict(payload["config"])
+        config.pop("custom_components", None)
+        state = payload["state_dict"]
+        model = cls(**config).to(state["prior_logits"].dtype)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: weights do not match the architecture in its config: {err}") from None
+        return model

@@ -1,0 +1,153 @@
+"""The paper's figures, drawn with matplotlib; every function puts the model in eval mode (chapters 4-8).
+
+The original code plotted in training mode, so batch norm used the plot grid's statistics
+(defect 4); here each plot runs the model in eval mode and restores its mode afterwards.
+
+Example:
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from vmonf_mini import VMoNF
+    >>> from vmonf_mini.plot import decision_regions
+    >>> ax = decision_regions(VMoNF(dim=2, k=3, blocks=1), n_samples=50)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence, Tuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+
+from .training import History
+from .mixture import VMoNF
+
+__all__ = ["eval_mode", "decision_regions", "component_samples", "contingency_heatmap", "training_curves", "PALETTE"]
+
+PALETTE = plt.get_cmap("tab10").colors
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a block with ``model.eval()`` and ``torch.no_grad()``, then restore the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def _limits(points: np.ndarray, margin: float = 0.15) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    lo, hi = points.min(0), points.max(0)
+    pad = margin * (hi - lo + 1e-9)
+    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def decision_regions(
+    model: VMoNF,
+    x: Optional[torch.Tensor] = None,
+    n_samples: int = 1000,
+    resolution: int = 200,
+    temperature: float = 1.0,
+    exact: bool = False,
+    ax: Optional[Axes] = None,
+    title: Optional[str] = None,
+) -> Axes:
+    """The paper's Figure 1: where q(c|x) picks each component, with samples coloured by component.
+
+    Args:
+        model: a 2-D VMoNF.
+        x: optional data, drawn in grey underneath and used for the plot's limits.
+        n_samples: model samples drawn on top, coloured by the component that generated them.
+        resolution: grid points per axis for the regions.
+        temperature: the posterior's temperature.
+        exact: colour regions by the exact posterior p(c|x) instead of q(c|x).
+    """
+    if model.dim != 2:
+        raise ValueError(f"decision_regions needs a 2-D model, got dim={model.dim}")
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    cmap = ListedColormap(PALETTE[: model.k])
+    with eval_mode(model):
+        samples, comp = model.sample(n_samples)
+        ref = samples if x is None else torch.as_tensor(x, dtype=samples.dtype)
+        (x0, x1), (y0, y1) = _limits(ref.cpu().numpy())
+        gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+        grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=samples.dtype, device=samples.device)
+        post = model.exact_posterior(grid) if exact else model.posterior(grid, temperature)
+        region = post.argmax(1).cpu().numpy().reshape(gx.shape)
+    ax.imshow(region, origin="lower", extent=(x0, x1, y0, y1), cmap=cmap, alpha=0.25, vmin=-0.5, vmax=model.k - 0.5,
+              aspect="auto", interpolation="nearest")
+    if x is not None:
+        ax.scatter(*ref.cpu().numpy().T, s=2, c="0.6", label="data")
+    s = samples.cpu().numpy()
+    ax.scatter(s[:, 0], s[:, 1], s=4, c=comp.cpu().numpy(), cmap=cmap, vmin=-0.5, vmax=model.k - 0.5)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_title(title or ("p(c|x)" if exact else "q(c|x)") + " regions and samples by component")
+    return ax
+
+
+def component_samples(
+    model: VMoNF,
+    n_per_component: int = 8,
+    image_shape: Tuple[int, int] = (28, 28),
+    transform=None,
+    fig: Optional[plt.Figure] = None,
+) -> plt.Figure:
+    """The paper's Figure 3: a row of samples per component, shown as images.
+
+    ``transform`` maps model space back to pixels (e.g. undo a logit or PCA), default identity.
+    """
+    with eval_mode(model):
+        rows = [model.sample_component(c, n_per_component) for c in range(model.k)]
+        if transform is not None:
+            rows = [transform(r) for r in rows]
+    fig = fig or plt.figure(figsize=(n_per_component * 0.9, model.k * 0.95))
+    axes = fig.subplots(model.k, n_per_component, squeeze=False)
+    for c, row in enumerate(rows):
+        for j in range(n_per_component):
+            img = row[j].detach().cpu().float().numpy().reshape(image_shape)
+            axes[c, j].imshow(np.clip(img, 0, 1), cmap="gray_r", vmin=0, vmax=1)
+            axes[c, j].set_xticks([])
+            axes[c, j].set_yticks([])
+        axes[c, 0].set_ylabel(f"c={c}", rotation=0, labelpad=18, va="center")
+    return fig
+
+
+def contingency_heatmap(
+    table: np.ndarray,
+    row_labels: Optional[Sequence] = None,
+    ax: Optional[Axes] = None,
+    title: str = "P(cluster | digit)",
+) -> Axes:
+    """Table 1 as a heatmap: rows are true labels, columns clusters, each cell annotated."""
+    table = np.asarray(table, dtype=float)
+    ax = ax or plt.subplots(figsize=(1 + 0.8 * table.shape[1], 1 + 0.6 * table.shape[0]))[1]
+    ax.imshow(table, cmap="Blues", vmin=0, vmax=max(1.0, table.max()))
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v > 0.6 else "black", fontsize=8)
+    ax.set_xticks(range(table.shape[1]))
+    ax.set_yticks(range(table.shape[0]), labels=list(row_labels) if row_labels is not None else range(table.shape[0]))
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("label")
+    ax.set_title(title)
+    return ax
+
+
+def training_curves(history: History, ax: Optional[Axes] = None) -> Axes:
+    """Loss per epoch (left axis) and the temperature (right axis)."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    epochs = np.arange(1, len(history.loss) + 1)
+    ax.plot(epochs, history.loss, color=PALETTE[0], label="loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (negative ELBO)")
+    twin = ax.twinx()
+    twin.plot(epochs, history.temperature, color=PALETTE[1], ls="--", label="temperature")
+    twin.set_ylabel("temperature T")
+    ax.figure.legend(loc="upper right", bbox_to_anchor=(0.9, 0.88))
+    return ax
