@@ -9,13 +9,15 @@ Every loader returns ``x`` as float32 ``(N, D)`` and ``y`` as int64 ``(N,)``.
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+import os
+from typing import Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .checks import check_positive_int
+from .mnist import load_mnist
 
 __all__ = ["pinwheel", "two_circles", "digits", "mnist"]
 
@@ -95,9 +97,9 @@ def digits(digits: Iterable[int] = range(5)) -> Dataset:
 def mnist(
     digits: Iterable[int] = range(5),
     split: str = "train",
-    root=None,  # str | os.PathLike | None (data.py's imports are left as they are)
+    root: Union[str, os.PathLike, None] = None,
     download: bool = True,
-    mirrors: Iterable[str] | None = None,
+    mirrors: Optional[Iterable[str]] = None,
     timeout: float = 30.0,
 ) -> Dataset:
     """MNIST 28x28 digits as ``x`` float32 ``(N, 784)`` (pixels / 255 in [0, 1]) and ``y`` int64, in file order.
@@ -111,6 +113,4 @@ def mnist(
     (a ``RuntimeError``) when no valid copy can be had: catch it to fall back to :func:`digits`.
     See ``data/README.md`` to fill the cache offline.
     """
-    from .mnist import load_mnist
-
     return load_mnist(digits, split, root, download, mirrors, timeout)
