@@ -118,6 +118,8 @@ def fit(
     consistency: float = 0.0,
     consistency_noise: float = 0.05,
     callback: Optional[Callable[[int, VMoNF], None]] = None,
+    init: Any = None,
+    init_epochs: int = 20,
 ) -> History:
     """Train ``model`` on ``x`` with Adam; returns a :class:`History`. The model ends in eval mode.
 
@@ -142,6 +144,11 @@ def fit(
             unlabeled points (chapter 9).
         consistency_noise: standard deviation of that noise, in the units of ``x``.
         callback: called as ``callback(epoch, model)`` after every epoch, model in eval mode.
+        init: ``None`` (random, the paper), ``"kmeans"`` (scikit-learn's k-means on ``x``, as
+            scikit-learn's GaussianMixture initialises), or ``(N,)`` initial assignments in
+            ``0..K-1``. Before the main phase, ``init_epochs`` epochs train each component on
+            its assigned points and q(c|x) to predict the assignment (the labeled loss).
+        init_epochs: epochs of that initialisation phase.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names epoch and step,
@@ -166,6 +173,8 @@ def fit(
     if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
         raise ValueError(f"clip_grad_norm must be None or a positive number, got {clip_grad_norm!r}")
     schedule = _schedule(temperature)
+    if isinstance(init_epochs, bool) or not isinstance(init_epochs, int) or init_epochs < 1:
+        raise ValueError(f"init_epochs must be a positive integer, got {init_epochs!r}")
 
     if device is not None:
         model.to(device)
@@ -180,6 +189,8 @@ def fit(
         raise ValueError("pretrain_epochs needs at least two labeled points (labels >= 0)")
     if x_unl.shape[0] == 1 or (x_unl.shape[0] == 0 and x_lab.shape[0] < 2):
         raise ValueError("x needs at least two points to train on (batch norm needs two)")
+
+    init_assign = _initial_assignment(init, x, model.k, seed)
 
     if seed is not None:
         torch.manual_seed(seed)
@@ -202,6 +213,10 @@ def fit(
         return value
 
     model.train()
+    if init_assign is not None:
+        for epoch in trange(1, init_epochs + 1, desc="init", disable=not progress):
+            for i, b in enumerate(_batches(x.shape[0], batch_size, gen, ref.device), 1):
+                step(_labeled_loss(model, x[b], init_assign[b], objective="elbo").mean(), epoch, i)
     for epoch in trange(1, pretrain_epochs + 1, desc="pretrain", disable=not progress or not pretrain_epochs):
         losses = [
             step(_labeled_loss(model, x_lab[b], y_lab[b], objective).mean(), epoch, i)
@@ -240,6 +255,21 @@ def fit(
             model.train()
     model.eval()
     return history
+
+
+def _initial_assignment(init: Any, x: Tensor, k: int, seed: Optional[int]) -> Optional[Tensor]:
+    """``None``, or initial cluster indices ``(N,)`` on ``x``'s device."""
+    if init is None:
+        return None
+    if isinstance(init, str):
+        if init != "kmeans":
+            raise ValueError(f"init must be None, 'kmeans' or (N,) assignments, got {init!r}")
+        from sklearn.cluster import KMeans
+
+        points = x.detach().cpu().double().numpy()
+        assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
+        return torch.as_tensor(assign, dtype=torch.long, device=x.device)
+    return as_labels(init, x.shape[0], k, "init", allow_unlabeled=False).to(x.device)
 
 
 def _schedule(temperature: Schedule) -> Callable[[int], float]:
