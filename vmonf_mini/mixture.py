@@ -80,7 +80,7 @@ class VMoNF(nn.Module):
         flow: str = "realnvp",
         blocks: Optional[int] = None,
         hidden: Optional[Hidden] = None,
-        encoder_hidden: Sequence[int] = (16,),
+        encoder_hidden: Sequence[int] = (32, 32),
         prior: Prior = None,
         components: Optional[Sequence[nn.Module]] = None,
         batch_norm: bool = True,
