@@ -9,7 +9,7 @@ The companion package of the book *Variational Mixtures of Normalizing Flows, by
 torch.Size([3])
 """
 
-from . import checks, data, flows, metrics, notebook
+from . import checks, data, flows, metrics, notebook, preprocess
 from .mixture import VMoNF
 from .notebook import budget, default_device, pick, seed_everything
 from .training import ExponentialDecay, History, fit
@@ -28,5 +28,6 @@ __all__ = [
     "metrics",
     "notebook",
     "checks",
+    "preprocess",
 ]
 __version__ = "0.1.0"
