@@ -31,9 +31,11 @@ book: $(STAMP)
 	VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
-## the browser test of the built book (run `make book` first)
+## the browser test of the built book (run `make book` first; Chromium: sudo tools/install_browser.sh)
+## Opens every page of _build/html in headless Chromium, offline; screenshots in artifacts/screenshots/.
+## Here a missing book or browser fails instead of skipping.
 browser-test: $(STAMP)
-	$(BIN)/python -m pytest tests -m browser -q -p no:cacheprovider
+	VMONF_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/test_browser.py -m browser -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py

@@ -1,0 +1,616 @@
+"""The built book as a reader meets it: every page of ``_build/html`` opened in headless Chromium.
+
+Run ``make book`` first, then ``make browser-test`` (or ``pytest -m browser``). The pages are
+served on 127.0.0.1 by a thread of this process; Chromium runs with every host name but
+127.0.0.1 unresolvable, so the test also proves the book works with no internet. On each page:
+
+* every image loaded (``naturalWidth > 0``);
+* every math element typeset by MathJax (the build ships MathJax 2.7 in ``_static/mathjax``),
+  no MathJax error, and no raw TeX (``$$``, ``\\(``, ``\\begin{...}``...) left in the text;
+* every widget view drawn (where the page has widget views);
+* no error in the console: no script exception, failed request or HTTP error;
+* no request to another host, except the allowed ones (``ONLINE_ONLY``);
+* every link to another file of the book resolves; chapters have their Colab launch button and
+  the ``.ipynb`` download.
+
+The widget manager and require.js, which the HTML loads from CDNs, are served from local copies
+fetched from the npm registry at test time (``tools/offline_assets.py``; never committed): the
+server rewrites the CDN addresses in the pages it serves. A full-page screenshot of every page
+is saved to ``artifacts/screenshots/`` (git-ignored) for a person to look at.
+
+Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``), with
+the standard library only. Without a built book or without Chromium the test skips, unless
+``VMONF_REQUIRE_BROWSER=1`` (set by ``make browser-test``) turns the skip into a failure.
+Install Chromium with ``tools/install_browser.sh``.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import functools
+import http.server
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = Path(os.environ.get("VMONF_BOOK_HTML", ROOT / "_build" / "html")).resolve()
+SHOTS = Path(os.environ.get("VMONF_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
+REQUIRED = os.environ.get("VMONF_REQUIRE_BROWSER", "") not in ("", "0", "false", "no")
+WIDTH, HEIGHT, MAX_SHOT_HEIGHT = 1280, 1000, 16000
+LOAD_TIMEOUT, READY_TIMEOUT = 90.0, 45.0
+
+# Remote resources a page may load online that the offline test cannot: (URL, why it is fine).
+ONLINE_ONLY = {
+    "https://colab.research.google.com/assets/colab-badge.svg":
+        "the 'Open in Colab' badge of each chapter's header (CONTRIBUTING.md); only useful online",
+}
+# CDN prefixes the built pages load scripts from -> local routes served from npm packages.
+CDN_ROUTES = {
+    "https://cdn.jsdelivr.net/npm/": "/__cdn__/npm/",
+    "https://unpkg.com/": "/__cdn__/npm/",
+    "https://cdnjs.cloudflare.com/ajax/libs/require.js/": "/__cdn__/requirejs/",
+}
+MATH_OUTPUT = ".MathJax_CHTML, .mjx-chtml, mjx-container, .MathJax, .MathJax_SVG, .MathJax_Display"
+# TeX that MathJax should have replaced: delimiters, environments, common macros, and $...$
+# holding TeX-looking characters (a price like $5 does not match).
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\end\{|\\frac|\\mathbb|\\mathcal|\\sum_|\\log\b"
+                     r"|\$[^$\n]*[\\^_{}][^$\n]*\$")
+
+
+def _chromium() -> Optional[str]:
+    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome",
+                 "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _pages() -> List[str]:
+    if not (HTML / "index.html").is_file():
+        return []
+    skip = {"_static", "_sources", "_images", "_downloads"}
+    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                  if p.relative_to(HTML).parts[0] not in skip)
+
+
+def _skip_or_fail(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{reason} (VMONF_REQUIRE_BROWSER is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def _offline_assets():
+    spec = importlib.util.spec_from_file_location("offline_assets", ROOT / "tools" / "offline_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- the local server
+
+def _rewrite_cdn(html: str) -> str:
+    for url, route in CDN_ROUTES.items():
+        html = html.replace(url, route)
+
+    def drop_integrity(match: "re.Match[str]") -> str:  # local copies differ from the CDN's bytes
+        tag = match.group(0)
+        return re.sub(r'\s+integrity="[^"]*"', "", tag) if "/__cdn__/" in tag else tag
+
+    return re.sub(r"<script\b[^>]*>", drop_integrity, html)
+
+
+def _cdn_specs(html: str) -> Dict[str, str]:
+    """{route path prefix: npm spec} for every CDN script a page loads."""
+    specs = {}
+    for url in re.findall(r'<script[^>]+src="(https://[^"]+)"', html):
+        for prefix, route in CDN_ROUTES.items():
+            if url.startswith(prefix):
+                local = route + url[len(prefix):]
+                spec, _ = _npm_spec(local)
+                specs[local] = spec
+    return specs
+
+
+def _npm_spec(local_path: str):
+    """'/__cdn__/npm/@scope/name@1.0/dist/x.js' -> ('@scope/name@1.0', 'dist/x.js')."""
+    if local_path.startswith("/__cdn__/requirejs/"):
+        version = local_path.split("/")[3]
+        return f"requirejs@{version}", "require.js"
+    rest = local_path[len("/__cdn__/npm/"):]
+    parts = rest.split("/")
+    n = 2 if parts[0].startswith("@") else 1
+    spec, file = "/".join(parts[:n]), "/".join(parts[n:])
+    if "@" not in spec.lstrip("@"):
+        spec += "@latest"
+    return unquote(spec), unquote(file)
+
+
+class _Server:
+    def __init__(self, root: Path, npm_package) -> None:
+        self.root, self.npm_package = root, npm_package
+        self.requests: List[tuple] = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_request(self, code="-", size="-"):
+                server.requests.append((self.path, int(code) if str(code).isdigit() else code))
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, body: bytes, ctype: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                path = unquote(urlsplit(self.path).path)
+                if path.startswith("/__cdn__/"):
+                    try:
+                        spec, file = _npm_spec(path)
+                        target = server.npm_package(spec) / file
+                    except Exception as err:  # reported as a 502 and a console error
+                        self.send_error(502, f"cannot fetch {path} from npm: {err}")
+                        return
+                    if not target.is_file():
+                        self.send_error(404, f"{file} is not in {spec}")
+                        return
+                    self._send(target.read_bytes(), self.guess_type(str(target)))
+                    return
+                local = root / path.lstrip("/")
+                if local.is_dir():
+                    local = local / "index.html"
+                if local.suffix == ".html" and local.is_file():
+                    body = _rewrite_cdn(local.read_text(encoding="utf-8")).encode("utf-8")
+                    self._send(body, "text/html; charset=utf-8")
+                    return
+                super().do_GET()
+
+            do_HEAD = do_GET
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --------------------------------------------------------------------------- Chromium over CDP
+
+class CDPError(RuntimeError):
+    pass
+
+
+class Chromium:
+    """Headless Chromium driven by the DevTools protocol over ``--remote-debugging-pipe``."""
+
+    def __init__(self, executable: str) -> None:
+        self.profile = tempfile.mkdtemp(prefix="vmonf-chromium-")
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+
+        def wire_fds():  # in the child: Chromium reads commands on fd 3 and answers on fd 4
+            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)  # out of the way of 3 and 4
+            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.dup2(a, 3)  # dup2's copies stay open across exec; every other fd is close-on-exec
+            os.dup2(b, 4)
+
+        args = [
+            executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
+            # no internet: every host name but the test server's address fails at once
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--disable-dev-shm-usage", "--disable-extensions", "--no-default-browser-check",
+            "--disable-default-apps", "--mute-audio", "--hide-scrollbars", "--lang=en-US",
+            f"--window-size={WIDTH},{HEIGHT}", "about:blank",
+        ]
+        self.log_path = Path(self.profile) / "chromium.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=wire_fds, close_fds=False)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._lock = threading.Condition()
+        self._next_id = 0
+        self._replies: Dict[int, dict] = {}
+        self.events: List[dict] = []
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.call("Browser.getVersion", timeout=60)
+
+    def _read(self) -> None:
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(self._from_chrome, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                with self._lock:
+                    self._closed = True
+                    self._lock.notify_all()
+                return
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            with self._lock:
+                for raw in messages:
+                    message = json.loads(raw)
+                    if "id" in message:
+                        self._replies[message["id"]] = message
+                    else:
+                        self.events.append(message)
+                self._lock.notify_all()
+
+    def call(self, method: str, params: Optional[dict] = None, session: Optional[str] = None,
+             timeout: float = 60.0) -> dict:
+        with self._lock:
+            self._next_id += 1
+            ident = self._next_id
+        message = {"id": ident, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._to_chrome, data):]
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while ident not in self._replies:
+                if self._closed:
+                    raise CDPError(f"Chromium exited during {method}; see {self.log_path}")
+                if not self._lock.wait(max(0.0, deadline - time.monotonic())) and time.monotonic() > deadline:
+                    raise CDPError(f"{method}: no answer in {timeout:.0f} s")
+            reply = self._replies.pop(ident)
+        if "error" in reply:
+            raise CDPError(f"{method}: {reply['error']}")
+        return reply.get("result", {})
+
+    def wait_event(self, method: str, session: str, start: int, timeout: float) -> Optional[dict]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for event in self.events[start:]:
+                    if event.get("method") == method and event.get("sessionId") == session:
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return None
+                self._lock.wait(remaining)
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=10)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        for fd in (self._to_chrome, self._from_chrome):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Tab:
+    """One page target: navigate, evaluate, screenshot, and the events it produced."""
+
+    def __init__(self, browser: Chromium) -> None:
+        self.browser = browser
+        self.target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+        self.start = len(browser.events)
+
+    def call(self, method: str, params: Optional[dict] = None, timeout: float = 60.0) -> dict:
+        return self.browser.call(method, params, self.session, timeout)
+
+    def navigate(self, url: str, loads: int = 1) -> None:
+        """Go to ``url`` and wait for ``loads`` load events (2 for a page that redirects)."""
+        start = len(self.browser.events)
+        result = self.call("Page.navigate", {"url": url})
+        if result.get("errorText"):
+            raise AssertionError(f"navigation to {url} failed: {result['errorText']}")
+        for _ in range(loads):
+            event = self.browser.wait_event("Page.loadEventFired", self.session, start, LOAD_TIMEOUT)
+            if event is None:
+                raise AssertionError(f"{url}: no load event in {LOAD_TIMEOUT:.0f} s")
+            with self.browser._lock:
+                start = self.browser.events.index(event) + 1
+
+    def evaluate(self, expression: str, timeout: float = READY_TIMEOUT + 15) -> Any:
+        result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                                "returnByValue": True}, timeout=timeout)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path, height: int) -> None:
+        """The whole page (up to MAX_SHOT_HEIGHT): the viewport is made as tall as the page and
+        left to settle first (capturing beyond a short viewport catches the layout mid-change)."""
+        height = max(HEIGHT, min(int(height), MAX_SHOT_HEIGHT))
+        metrics = {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.call("Emulation.setDeviceMetricsOverride", metrics)
+        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))")
+        data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)["data"]
+        self.call("Emulation.setDeviceMetricsOverride", dict(metrics, height=HEIGHT))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+
+    def events(self) -> List[dict]:
+        with self.browser._lock:
+            return [e for e in self.browser.events[self.start:] if e.get("sessionId") == self.session]
+
+    def close(self) -> None:
+        try:
+            self.browser.call("Target.closeTarget", {"targetId": self.target}, timeout=20)
+        except CDPError:
+            pass
+
+
+# --------------------------------------------------------------------------- what a page must show
+
+# Waits for MathJax (2 or 3) to finish and for widget views to be drawn, loads lazy images, then
+# reports what the checks need. Runs inside the page; returns a JSON-able object.
+PAGE_REPORT_JS = r"""
+(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const deadline = Date.now() + %(ready_ms)d;
+  const notes = [];
+  const hasMath = document.querySelector('.math') !== null;
+  if (hasMath) {
+    while (Date.now() < deadline && !(window.MathJax && ((MathJax.Hub && MathJax.Hub.Register) ||
+           (MathJax.startup && MathJax.startup.promise)))) await sleep(50);
+    if (window.MathJax && MathJax.Hub && MathJax.Hub.Register) {
+      await Promise.race([new Promise(r => MathJax.Hub.Register.StartupHook('End', r)), sleep(Math.max(0, deadline - Date.now()))]);
+      await Promise.race([new Promise(r => MathJax.Hub.Queue([r])), sleep(Math.max(0, deadline - Date.now()))]);
+    } else if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      await Promise.race([MathJax.startup.promise, sleep(Math.max(0, deadline - Date.now()))]);
+    } else {
+      notes.push('MathJax never loaded');
+    }
+  }
+  const viewSel = 'script[type="application/vnd.jupyter.widget-view+json"]';
+  const widgetShown = s => {
+    const box = s.parentElement && s.parentElement.querySelector('.jupyter-widgets, .lm-Widget, .p-Widget');
+    if (!box) return false;
+    const r = box.getBoundingClientRect();
+    return r.width > 0 && r.height > 0;
+  };
+  const views = Array.from(document.querySelectorAll(viewSel));
+  while (Date.now() < deadline && views.some(v => !widgetShown(v))) await sleep(100);
+  const imgs = Array.from(document.images);
+  imgs.forEach(i => { if (i.loading === 'lazy') i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => {
+    i.addEventListener('load', r, {once: true}); i.addEventListener('error', r, {once: true});
+    setTimeout(r, 15000); })));
+  const text = el => {
+    const c = el.cloneNode(true);
+    c.querySelectorAll('script, style, pre, code, textarea, .highlight, .MathJax_Preview, .MJX_Assistive_MathML, mjx-assistive-mml').forEach(e => e.remove());
+    return c.textContent;
+  };
+  const maths = Array.from(document.querySelectorAll('.math'));
+  const main = document.querySelector('main, article, [role=main]') || document.body;
+  return {
+    url: location.href,
+    title: document.title,
+    height: Math.max(document.documentElement.scrollHeight, document.body.scrollHeight),
+    notes,
+    images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    math: maths.length,
+    mathUnrendered: maths.filter(m => !m.querySelector(%(math_output)s)).map(m => m.textContent.trim().slice(0, 100)),
+    mathWithBackslash: maths.filter(m => text(m).includes('\\')).map(m => text(m).trim().slice(0, 100)),
+    mathErrors: Array.from(document.querySelectorAll('.mjx-merror, .MathJax_Error, mjx-merror, .noError')).map(e => e.textContent.trim().slice(0, 100)),
+    mathOutputs: document.querySelectorAll(%(math_output)s).length,
+    pageText: text(main),
+    widgets: views.length,
+    widgetsShown: views.filter(widgetShown).length,
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    launch: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href),
+    downloads: Array.from(document.querySelectorAll('a[href$=".ipynb"]')).map(a => a.href),
+  };
+})()
+""" % {"ready_ms": int(READY_TIMEOUT * 1000), "math_output": json.dumps(MATH_OUTPUT)}
+
+
+def _browser_favicon(url: str, base: str) -> bool:
+    """Chromium asks for /favicon.ico by itself (the book declares no icon); a 404 there is not
+    the page's doing and no reader sees it."""
+    return url == base + "favicon.ico"
+
+
+def _problems_in_console(events: List[dict], base: str) -> tuple:
+    """(errors, remote requests) from one page's DevTools events."""
+    errors, remote, urls = [], [], {}
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            urls[params["requestId"]] = url
+            if not url.startswith((base, "data:", "blob:", "about:")):
+                remote.append(url)
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            errors.append(f"console.{params['type']}: {args}"[:500])
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            description = details.get("exception", {}).get("description", "")
+            errors.append(f"uncaught exception: {details.get('text', '')} {description} "
+                          f"({details.get('url', '')}:{details.get('lineNumber', '')})"[:500])
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            entry = params["entry"]
+            if entry.get("url") in ONLINE_ONLY or _browser_favicon(entry.get("url", ""), base):
+                continue
+            errors.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"[:500])
+        elif method == "Network.loadingFailed":
+            url = urls.get(params["requestId"], "?")
+            if url not in ONLINE_ONLY and not params.get("canceled"):
+                errors.append(f"request failed: {url} ({params.get('errorText')})")
+        elif method == "Network.responseReceived" and params["response"].get("status", 200) >= 400:
+            if not _browser_favicon(params["response"]["url"], base):
+                errors.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
+    return sorted(set(errors)), sorted(set(remote))
+
+
+def _shot_name(page: str) -> str:
+    return page[:-len(".html")].replace("/", "__") + ".png"
+
+
+# --------------------------------------------------------------------------- fixtures and tests
+
+PAGES = _pages()
+
+
+@functools.lru_cache(maxsize=None)
+def _config() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not PAGES:
+        _skip_or_fail(f"no built book at {HTML}: run `make book` first")
+    assets = _offline_assets()
+    specs = {}
+    for page in PAGES:
+        specs.update(_cdn_specs((HTML / page).read_text(encoding="utf-8")))
+    for spec in sorted(set(specs.values())):  # fetch now, not while a page waits for it
+        try:
+            assets.npm_package(spec)
+        except Exception as err:
+            _skip_or_fail(f"cannot fetch {spec} from the npm registry for the offline pages: {err}")
+    for old in SHOTS.glob("*.png"):  # screenshots of this build only
+        old.unlink()
+    server = _Server(HTML, assets.npm_package)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    if executable is None:
+        _skip_or_fail("Chromium is not installed: run tools/install_browser.sh (Debian's chromium)")
+    chromium = Chromium(executable)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def tab(browser):
+    page = Tab(browser)
+    yield page
+    page.close()
+
+
+def _report(tab: Tab, site: _Server, page: str) -> tuple:
+    redirects = re.search(r'http-equiv="refresh"[^>]*url=([^"]+)"', (HTML / page).read_text(encoding="utf-8"), re.I)
+    tab.navigate(site.url + page, loads=2 if redirects else 1)  # index.html redirects to the intro
+    report = tab.evaluate(PAGE_REPORT_JS)
+    if redirects:
+        target = site.url + (Path(page).parent / redirects.group(1)).as_posix().lstrip("./")
+        assert report["url"] == target, f"{page} should lead to {target}, it led to {report['url']}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(SHOTS / _shot_name(page), report["height"])
+    errors, remote = _problems_in_console(tab.events(), site.url)
+    return report, errors, remote
+
+
+def _local_file(url: str, base: str) -> Optional[Path]:
+    if not url.startswith(base):
+        return None
+    path = unquote(urlsplit(url).path).lstrip("/")
+    target = HTML / path
+    return target / "index.html" if target.is_dir() or path == "" else target
+
+
+@pytest.mark.parametrize("page", PAGES or [pytest.param("none", marks=pytest.mark.skipif(
+    not REQUIRED, reason=f"no built book at {HTML}: run `make book` first"))])
+def test_page(page, site, tab):
+    if page == "none":
+        _skip_or_fail(f"no built book at {HTML}: run `make book` first")
+    report, errors, remote = _report(tab, site, page)
+    problems = list(report["notes"])
+    problems += [f"image not loaded: {i['src']}" for i in report["images"]
+                 if not i["ok"] and i["src"] not in ONLINE_ONLY]
+    problems += [f"math not typeset: {m!r}" for m in report["mathUnrendered"]]
+    problems += [f"raw TeX left in typeset math: {m!r}" for m in report["mathWithBackslash"]]
+    problems += [f"MathJax error: {m!r}" for m in report["mathErrors"]]
+    if report["math"] and not report["mathOutputs"]:
+        problems.append(f"{report['math']} math elements but no MathJax output")
+    raw = list(RAW_TEX.finditer(report["pageText"]))
+    for match in raw[:3]:
+        context = " ".join(report["pageText"][max(0, match.start() - 40):match.end() + 40].split())
+        problems.append(f"raw TeX in the text: ...{context}..."
+                        + (f" ({len(raw)} places in all)" if len(raw) > 3 and match is raw[0] else ""))
+    if report["widgets"] != report["widgetsShown"]:
+        problems.append(f"{report['widgets'] - report['widgetsShown']} of {report['widgets']} widget views not drawn")
+    problems += [f"console: {e}" for e in errors]
+    problems += [f"needs the internet: {u}" for u in remote if u not in ONLINE_ONLY]
+    missing = sorted({u.split("#")[0] for u in report["links"]
+                      if (f := _local_file(u.split("#")[0].split("?")[0], site.url)) is not None
+                      and not f.exists()})
+    problems += [f"broken link: {u}" for u in missing]
+
+    source = ROOT / Path(page).with_suffix(".ipynb")
+    if page.startswith("book/") and source.is_file():  # a chapter: Colab launch and .ipynb download
+        repo = _config()["repository"]
+        colab = (f"https://colab.research.google.com/github/{urlsplit(repo['url']).path.strip('/')}"
+                 f"/blob/{repo['branch']}/{Path(page).with_suffix('.ipynb').as_posix()}")
+        if colab not in report["launch"]:
+            problems.append(f"no Colab launch button to {colab} (found {report['launch']})")
+        if not any(u.endswith(f"/_sources/{Path(page).with_suffix('.ipynb').as_posix()}") for u in report["downloads"]):
+            problems.append(f"no .ipynb download link (found {report['downloads']})")
+    assert not problems, (f"{page} ({report['title']!r}, screenshot {SHOTS / _shot_name(page)}):\n  "
+                          + "\n  ".join(problems))
+
+
+def test_search_finds_pages(site, tab):
+    """The search box works offline: a query for a word of the book lists pages."""
+    if not PAGES:
+        _skip_or_fail(f"no built book at {HTML}: run `make book` first")
+    tab.navigate(site.url + "search.html?q=mixture")
+    found = tab.evaluate("""
+      (async () => {
+        const deadline = Date.now() + 30000;
+        const hits = () => document.querySelectorAll('#search-results li, ul.search li').length;
+        while (Date.now() < deadline && hits() === 0) await new Promise(r => setTimeout(r, 100));
+        return hits();
+      })()""")
+    tab.screenshot(SHOTS / "search__mixture.png", HEIGHT)
+    errors, remote = _problems_in_console(tab.events(), site.url)
+    assert found > 0, "searching for 'mixture' lists no page"
+    assert not errors, errors
