@@ -168,10 +168,13 @@ class VMoNF(nn.Module):
         return torch.softmax(self._joint(self._data(x)), dim=1)
 
     # ------------------------------------------------------------------ posterior
+    def _log_q(self, x: Tensor, temperature: float) -> Tensor:
+        t = max(check_temperature(temperature), MIN_TEMPERATURE)
+        return torch.log_softmax(self.encoder(x) / t, dim=1)
+
     def log_posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
         """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)``."""
-        t = max(check_temperature(temperature), MIN_TEMPERATURE)
-        return torch.log_softmax(self.encoder(self._data(x)) / t, dim=1)
+        return self._log_q(self._data(x), temperature)
 
     def posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
         """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one."""
@@ -180,7 +183,7 @@ class VMoNF(nn.Module):
     def elbo(self, x: Any, temperature: float = 1.0) -> Tensor:
         """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x)."""
         x = self._data(x)
-        log_q = self.log_posterior(x, temperature)
+        log_q = self._log_q(x, temperature)
         return (log_q.exp() * (self._joint(x) - log_q)).sum(dim=1)
 
     def predict(self, x: Any, exact: bool = False) -> Tensor:
@@ -240,12 +243,18 @@ class VMoNF(nn.Module):
             raise ValueError(f"{path} is not a VMoNF checkpoint (no format/config entries)")
         if payload["format"] != CHECKPOINT_FORMAT:
             raise ValueError(
-                f"{path} has checkpoint format {payload['format']}, this vmonf_mini reads format {CHECKPOINT_FORMAT}"
+                f"{path} has checkpoint format {payload['format']!r}, this vmonf_mini reads format {CHECKPOINT_FORMAT}"
             )
-        config = dict(payload["config"])
-        config.pop("custom_components", None)
-        state = payload["state_dict"]
-        model = cls(**config).to(state["prior_logits"].dtype)
+        config, state = payload["config"], payload["state_dict"]
+        if not isinstance(config, dict) or not isinstance(state, dict):
+            raise ValueError(f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)")
+        config = {k: v for k, v in config.items() if k != "custom_components"}
+        try:
+            model = cls(**config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: this vmonf_mini cannot build the model its config describes: {err}") from None
+        if isinstance(state.get("prior_logits"), Tensor):
+            model = model.to(state["prior_logits"].dtype)
         try:
             model.load_state_dict(state)
         except RuntimeError as err:

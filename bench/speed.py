@@ -1,0 +1,270 @@
+"""How fast is a mixture of K flows evaluated in one batched pass?  (``make bench``)
+
+For each configuration of the book the same mixture is built three ways and timed in the same
+run, the implementations taking turns (a, b, c, a, b, c, ...) so that a change of load hits all:
+
+* ``batched``: vmonf_mini's VMoNF, the K components' parameters stacked along a leading axis
+  and evaluated by batched matrix products;
+* ``loop``: the same architecture as K separate vmonf_mini flows (``k=1``) passed as
+  ``components=``, evaluated one after the other in a Python loop;
+* ``normflows``: K normflows 1.7 flows of the same kind (see ``_common.py``), also looped.
+
+A training step is what ``vmonf_mini.fit`` does per batch: the ELBO's forward pass, backward,
+and Adam's update (the same optimizer ``fit`` builds).  Reported: the median over repeats,
+after warm-up.
+
+    python bench/speed.py                   # everything (a few minutes on 2 quiet cores)
+    python bench/speed.py --quick           # a smoke run, targets printed but not enforced
+    python bench/speed.py --threads 1 --clock cpu --json speed.json   # steadier under load
+
+Prints Markdown tables and PASS/FAIL per target; exits 1 when a target fails (full runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vmonf_mini as vm  # noqa: E402
+from vmonf_mini.training import _adam  # noqa: E402  (the optimizer fit() uses)
+from _common import (  # noqa: E402
+    interleaved,
+    load_string,
+    machine_header,
+    normflows_maf,
+    normflows_realnvp,
+    setup_threads,
+    table,
+    verdict,
+    write_json,
+)
+
+
+@dataclass
+class Config:
+    name: str
+    flow: str
+    k: int
+    blocks: int
+    hidden: int
+    batch: int
+    dim: int
+    data: Callable[[], torch.Tensor]
+    steps: int  # training steps per timed repeat
+    n_logp: int  # points per log p(x) call
+    n_sample: int  # points per sampling call
+
+
+def _mnist_x(n: int) -> torch.Tensor:
+    try:
+        return vm.data.mnist(download=False)[0][:n]
+    except vm.mnist.MNISTUnavailable:  # the timings do not depend on the pixel values
+        print("(MNIST files not found: timing on uniform noise of the same shape)")
+        return torch.rand(n, 784)
+
+
+def configs(quick: bool) -> Dict[str, Config]:
+    q = quick
+    return {
+        "pinwheel": Config("pinwheel", "realnvp", 5, 8, 8, 512, 2, lambda: vm.data.pinwheel()[0],
+                           steps=5, n_logp=2560, n_sample=500 if q else 2000),
+        "two circles": Config("two circles", "realnvp", 2, 10, 8, 128, 2, lambda: vm.data.two_circles()[0],
+                              steps=8, n_logp=1024, n_sample=500 if q else 2000),
+        "MNIST": Config("MNIST", "maf", 5, 5, 200, 100, 784, lambda: _mnist_x(500),
+                        steps=1 if q else 2, n_logp=500, n_sample=5 if q else 20),
+    }
+
+
+def build(cfg: Config, variant: str, k: Optional[int] = None) -> vm.VMoNF:
+    k = cfg.k if k is None else k
+    if variant == "batched":
+        return vm.VMoNF(cfg.dim, k, flow=cfg.flow, blocks=cfg.blocks, hidden=cfg.hidden)
+    if variant == "loop":
+        make = vm.flows.realnvp if cfg.flow == "realnvp" else vm.flows.maf
+        comps = [make(cfg.dim, k=1, blocks=cfg.blocks, hidden=cfg.hidden) for _ in range(k)]
+    else:
+        make = normflows_realnvp if cfg.flow == "realnvp" else normflows_maf
+        comps = [make(cfg.dim, cfg.blocks, cfg.hidden) for _ in range(k)]
+    return vm.VMoNF(cfg.dim, k, flow=cfg.flow, blocks=cfg.blocks, hidden=cfg.hidden, components=comps)
+
+
+def trainer(model: vm.VMoNF, x: torch.Tensor, cfg: Config) -> Callable[[], None]:
+    """``cfg.steps`` training steps as ``fit`` takes them (batches cycle through ``x``)."""
+    optimizer = _adam(list(model.parameters()), 1e-3, 0.0)
+    batches = list(x.split(cfg.batch))
+    batches = [b for b in batches if b.shape[0] == cfg.batch] or batches
+    state = {"i": 0}
+
+    def run() -> None:
+        model.train()
+        for _ in range(cfg.steps):
+            xb = batches[state["i"] % len(batches)]
+            state["i"] += 1
+            loss = -model.elbo(xb, 0.5).mean()
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError("non-finite loss in the benchmark")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def evaluator(model: vm.VMoNF, fn: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        model.eval()
+        with torch.no_grad():
+            fn()
+
+    return run
+
+
+def run_config(cfg: Config, args: argparse.Namespace) -> Dict[str, Any]:
+    x = cfg.data()
+    variants = ["batched", "loop"] + ([] if args.no_normflows else ["normflows"])
+    print(f"\n### {cfg.name}: K={cfg.k}, {cfg.flow} {cfg.blocks} blocks, hidden {cfg.hidden}, D={cfg.dim}, "
+          f"batch {cfg.batch}", flush=True)
+    models = {}
+    for v in variants:
+        vm.seed_everything(0)
+        models[v] = build(cfg, v)
+    mnist = cfg.flow == "maf"
+    repeats = max(3, args.repeats // 2) if mnist else args.repeats
+    steps = interleaved({v: trainer(m, x, cfg) for v, m in models.items()}, repeats, 1, args.clock)
+    x_eval = x[: cfg.n_logp]
+    logp = interleaved({v: evaluator(m, lambda m=m: m.log_prob(x_eval)) for v, m in models.items()},
+                       repeats, 1, args.clock)
+    # MAF samples one feature at a time (784 passes per layer): one call each, no warm-up
+    sample = interleaved({v: evaluator(m, lambda m=m: m.sample(cfg.n_sample)) for v, m in models.items()},
+                         1 if mnist else max(1, repeats // 2), 0 if mnist else 1, args.clock)
+    out: Dict[str, Dict[str, float]] = {}
+    for v in variants:
+        sec = steps[v] / cfg.steps
+        out[v] = {"ms_per_step": 1000 * sec, "train_samples_per_s": cfg.batch / sec,
+                  "logp_per_s": x_eval.shape[0] / logp[v], "sample_per_s": cfg.n_sample / sample[v]}
+    base = out["batched"]["ms_per_step"]
+    rows = [[v, r["ms_per_step"], r["train_samples_per_s"], r["ms_per_step"] / base, r["logp_per_s"],
+             r["sample_per_s"]] for v, r in out.items()]
+    print(table(["implementation", "ms / step", "train samples/s", "step time / batched",
+                 "log p(x) points/s", "samples/s"], rows))
+    return out
+
+
+def run_sweep(cfg: Config, ks: List[int], args: argparse.Namespace) -> Dict[int, Dict[str, float]]:
+    x = cfg.data()
+    print(f"\n### K sweep at the {cfg.name} configuration ({cfg.flow} {cfg.blocks} blocks, hidden {cfg.hidden}, "
+          f"batch {cfg.batch}): ms per training step", flush=True)
+    fns = {}
+    for k in ks:
+        for v in ("batched", "loop"):
+            vm.seed_everything(0)
+            fns[(k, v)] = trainer(build(cfg, v, k), x, cfg)
+    # all K take turns, so that the K=1 and K=5 numbers see the same load
+    sec = interleaved(fns, args.repeats, 1, args.clock)  # type: ignore[arg-type]
+    out = {k: {v: 1000 * sec[(k, v)] / cfg.steps for v in ("batched", "loop")} for k in ks}
+    k1 = out[ks[0]]["batched"]
+    rows = [[k, r["batched"], r["loop"], r["loop"] / r["batched"], r["batched"] / k1] for k, r in out.items()]
+    print(table(["K", "batched ms/step", "loop ms/step", "loop / batched", f"batched / batched K={ks[0]}"], rows))
+    return out
+
+
+def matmul_flops(cfg: Config) -> float:
+    """Floating-point operations of the matrix products in one training step of the MAF mixture.
+
+    Forward: every MADE (D -> hidden -> 2D) of every block and component, and the encoder
+    (D -> 32 -> 32 -> K); the backward pass costs twice the forward (two products per product).
+    """
+    made = cfg.dim * cfg.hidden + cfg.hidden * 2 * cfg.dim
+    encoder = cfg.dim * 32 + 32 * 32 + 32 * cfg.k
+    return 3.0 * 2 * cfg.batch * (cfg.k * cfg.blocks * made + encoder)
+
+
+def flop_rate(cfg: Config, result: Dict[str, Any], args: argparse.Namespace) -> Dict[str, float]:
+    """Achieved rate of the training step vs one plain square torch.matmul of the same FLOPs."""
+    flops = matmul_flops(cfg)
+    n = round((flops / 2) ** (1 / 3))
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ref = interleaved({"mm": lambda: torch.matmul(a, b)}, args.repeats, 2, args.clock)["mm"] * flops / (2.0 * n**3)
+    print(f"\n### Floating-point rate at the {cfg.name} configuration: {flops / 1e9:.2f} GFLOP of matrix "
+          f"products per training step (forward + backward ~ 3x forward); reference: one {n}x{n} torch.matmul")
+    rows = [["torch.matmul, same FLOPs", 1000 * ref, flops / ref / 1e9, 1.0]]
+    out = {"gflop_per_step": flops / 1e9, "matmul_gflops": flops / ref / 1e9}
+    for v in ("batched", "loop"):
+        sec = result[v]["ms_per_step"] / 1000
+        rows.append([v, 1000 * sec, flops / sec / 1e9, ref / sec])
+        out[f"{v}_gflops"], out[f"{v}_fraction"] = flops / sec / 1e9, ref / sec
+    print(table(["", "ms / step", "GFLOP/s", "fraction of matmul rate"], rows))
+    return out
+
+
+def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    print("\n### Targets")
+    targets = []
+    if "pinwheel" in results:
+        r = results["pinwheel"]
+        speedup = r["loop"]["ms_per_step"] / r["batched"]["ms_per_step"]
+        targets.append(verdict("pinwheel: batched >= 4x faster than the loop of K vmonf_mini flows",
+                               speedup >= 4.0, f"{speedup:.2f}x"))
+        if "normflows" in r:
+            nf_speedup = r["normflows"]["ms_per_step"] / r["batched"]["ms_per_step"]
+            targets.append(verdict("pinwheel: batched >= 4x faster than the loop of K normflows flows",
+                                   nf_speedup >= 4.0, f"{nf_speedup:.2f}x"))
+    if "sweep" in results:
+        s = results["sweep"]
+        growth = s[5]["batched"] / s[1]["batched"]
+        targets.append(verdict("pinwheel: batched step at K=5 <= 1.5x the step at K=1", growth <= 1.5,
+                               f"{growth:.2f}x"))
+    if "MNIST" in results:
+        r = results["MNIST"]
+        ratio = r["loop"]["ms_per_step"] / r["batched"]["ms_per_step"]
+        targets.append(verdict("MNIST: batched at least as fast as the loop", ratio >= 1.0,
+                               f"loop / batched step time = {ratio:.2f}"))
+    return targets
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, targets not enforced")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: time.perf_counter (default); cpu: process CPU time (use with --threads 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 9, quick 3)")
+    parser.add_argument("--only", action="append", choices=["pinwheel", "two circles", "MNIST", "sweep"],
+                        help="run only this part (repeatable)")
+    parser.add_argument("--no-normflows", action="store_true", help="skip the normflows implementation")
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 9)
+    threads = setup_threads(args.threads)
+    if args.clock == "cpu" and threads > 1:
+        print("note: --clock cpu adds up the CPU time of all threads; use it with --threads 1")
+    print(machine_header("vmonf_mini speed benchmark" + (" (quick)" if args.quick else ""), threads,
+                         f", clock {args.clock}, median of {args.repeats} repeats"))
+    started = time.perf_counter()
+    wanted = args.only or ["pinwheel", "two circles", "MNIST", "sweep"]
+    cfgs = configs(args.quick)
+    results: Dict[str, Any] = {"threads": threads, "quick": args.quick, "clock": args.clock}
+    for name in ("pinwheel", "two circles", "MNIST"):
+        if name in wanted:
+            results[name] = run_config(cfgs[name], args)
+    if "MNIST" in results:
+        results["MNIST flops"] = flop_rate(cfgs["MNIST"], results["MNIST"], args)
+    if "sweep" in wanted:
+        results["sweep"] = run_sweep(cfgs["pinwheel"], [1, 5] if args.quick else [1, 2, 5, 10, 20], args)
+    results["targets"] = check_targets(results)
+    results["seconds"] = time.perf_counter() - started
+    print(f"\n(total {results['seconds']:.0f} s; load average at the end {load_string()})")
+    write_json(args.json, results)
+    failed = [t for t in results["targets"] if not t["pass"]]
+    return 1 if failed and not args.quick else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
