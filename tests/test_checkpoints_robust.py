@@ -34,6 +34,13 @@ def test_a_checkpoint_holds_its_format_version_and_constructor_arguments(tmp_pat
     assert all(v.device.type == "cpu" for v in payload["state_dict"].values())
 
 
+def test_a_checkpoint_gets_the_permissions_of_a_normally_created_file(tmp_path):
+    path, plain = tmp_path / "m.pt", tmp_path / "plain.txt"
+    _model().save(path)
+    plain.write_text("")
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
 def test_save_replaces_an_existing_checkpoint(tmp_path):
     path = tmp_path / "m.pt"
     _model().save(path)

@@ -52,6 +52,13 @@ def _encoder(dim: int, k: int, hidden: Sequence[int], batch_norm: bool) -> nn.Se
     return nn.Sequential(*layers)
 
 
+def _new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: 0o666 minus the umask."""
+    umask = os.umask(0o022)  # the only way to read the umask is to set it...
+    os.umask(umask)  # ...and put it back
+    return 0o666 & ~umask
+
+
 class VMoNF(nn.Module):
     """A mixture of K normalizing flows with an amortized posterior q(c|x).
 
@@ -224,6 +231,7 @@ class VMoNF(nn.Module):
                 torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, _new_file_mode())  # mkstemp makes it private (0600); give it a normal file's mode
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
