@@ -23,12 +23,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 ## every test: unit tests, doctests, and nbval over every chapter on the smoke budget
 test: $(STAMP)
-	VMONF_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests vmonf_mini book \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests vmonf_mini book \
 		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -q
 
 ## the HTML book, every chapter executed on the default budget; open _build/html/index.html
 book: $(STAMP)
-	VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
 ## the browser test of the built book (run `make book` first; Chromium: sudo tools/install_browser.sh)
