@@ -11,11 +11,12 @@ run, the implementations taking turns (a, b, c, a, b, c, ...) so that a change o
 
 A training step is what ``vmonf_mini.fit`` does per batch: the ELBO's forward pass, backward,
 and Adam's update (the same optimizer ``fit`` builds).  Reported: the median over repeats,
-after warm-up.
+after warm-up, on one torch thread unless --threads says otherwise.
 
     python bench/speed.py                   # everything (a few minutes on 2 quiet cores)
     python bench/speed.py --quick           # a smoke run, targets printed but not enforced
-    python bench/speed.py --threads 1 --clock cpu --json speed.json   # steadier under load
+    python bench/speed.py --clock cpu --json speed.json   # steadier on a loaded machine
+    python bench/speed.py --threads 0                     # torch's own thread count
 
 Prints Markdown tables and PASS/FAIL per target; exits 1 when a target fails (full runs).
 """
@@ -232,7 +233,8 @@ def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, targets not enforced")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: reproducible; 0 = torch's own choice)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter (default); cpu: process CPU time (use with --threads 1)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 9, quick 3)")
@@ -259,6 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if "sweep" in wanted:
         results["sweep"] = run_sweep(cfgs["pinwheel"], [1, 5] if args.quick else [1, 2, 5, 10, 20], args)
     results["targets"] = check_targets(results)
+    if args.quick:
+        print("(--quick: targets not enforced)")
     results["seconds"] = time.perf_counter() - started
     print(f"\n(total {results['seconds']:.0f} s; load average at the end {load_string()})")
     write_json(args.json, results)
