@@ -22,12 +22,18 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 ## every test: unit tests, doctests, and nbval over every chapter on the smoke budget
+## One torch thread per process (2 threads were 10-16x slower on these tiny models), one pytest
+## worker per core (pytest-xdist); --dist loadscope keeps each notebook's cells in one kernel, in order.
+JOBS ?= auto
 test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests vmonf_mini book \
-		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -q
+		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -q -n $(JOBS) --dist loadscope
 
 ## the HTML book, every chapter executed on the default budget; open _build/html/index.html
+## The chapters are first executed in parallel (one kernel per core) into the build's cache;
+## jupyter-book then renders them, re-running (and reporting) any chapter that failed.
 book: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/python tools/execute_chapters.py
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
@@ -44,7 +50,7 @@ robustness: $(STAMP)
 	$(BIN)/python bench/robustness.py
 
 timings: $(STAMP)
-	$(BIN)/python bench/chapter_times.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python bench/chapter_times.py
 
 clean:
 	rm -rf _build .pytest_cache

@@ -22,6 +22,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 
+from .checks import check_positive_int
 from .training import History
 from .mixture import VMoNF
 
@@ -150,10 +151,14 @@ def component_samples(
 
     ``transform`` maps model space back to pixels (e.g. undo a logit or PCA), default identity.
     """
+    n_per_component = check_positive_int(n_per_component, "n_per_component")
     with eval_mode(model):
-        rows = [model.sample_component(c, n_per_component) for c in range(model.k)]
+        # one batched pass for all components (MAF sampling is sequential in D: K passes cost K times more)
+        which = torch.arange(model.k, device=model.prior_logits.device).repeat_interleave(n_per_component)
+        drawn = model.components.sample(which)
         if transform is not None:
-            rows = [transform(r) for r in rows]
+            drawn = transform(drawn)
+        rows = drawn.reshape(model.k, n_per_component, -1)
     fig = fig or plt.figure(figsize=(n_per_component * 0.9, model.k * 0.95))
     axes = fig.subplots(model.k, n_per_component, squeeze=False)
     for c, row in enumerate(rows):

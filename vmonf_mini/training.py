@@ -55,7 +55,12 @@ class ExponentialDecay:
 
 @dataclass
 class History:
-    """Per-epoch record of a :func:`fit` run."""
+    """Per-epoch record of a :func:`fit` run (chapter 4).
+
+    ``loss``, ``temperature`` and ``seconds`` have one entry per epoch of the main phase, and
+    ``steps`` counts its optimiser steps; ``pretrain_loss`` has one entry per pretraining epoch.
+    The ``init`` phase is not recorded.
+    """
 
     loss: List[float] = field(default_factory=list)
     temperature: List[float] = field(default_factory=list)
@@ -216,7 +221,7 @@ def fit(
     if init_assign is not None:
         for epoch in trange(1, init_epochs + 1, desc="init", disable=not progress):
             for i, b in enumerate(_batches(x.shape[0], batch_size, gen, ref.device), 1):
-                step(_labeled_loss(model, x[b], init_assign[b], objective="elbo").mean(), epoch, i)
+                step(_labeled_loss(model, x[b], init_assign[b], objective).mean(), epoch, i)
     for epoch in trange(1, pretrain_epochs + 1, desc="pretrain", disable=not progress or not pretrain_epochs):
         losses = [
             step(_labeled_loss(model, x_lab[b], y_lab[b], objective).mean(), epoch, i)
