@@ -280,12 +280,15 @@ def test_unknown_file(root: Path) -> None:
         (TRAIN_IMAGES, idx_gz(2049, np.zeros((20, 28, 28))), "magic number 2051"),  # labels magic in images file
         (TRAIN_LABELS, idx_gz(2051, np.zeros((20, 28, 28))), "magic number 2049"),
         (TRAIN_IMAGES, idx_gz(2051, np.zeros((20, 28, 28)))[:-30], "gzip"),  # truncated gzip stream
-        (TRAIN_IMAGES, gzip.compress(struct.pack(">IIII", 2051, 20, 28, 28) + bytes(100)), "data bytes"),
+        (TRAIN_IMAGES, gzip.compress(struct.pack(">IIII", 2051, 20, 28, 28) + bytes(100), mtime=0), "data bytes"),
         (TRAIN_IMAGES, b"not gzip at all", "gzip"),
         (TRAIN_IMAGES, idx_gz(2051, np.zeros((20, 14, 14))), "expected \\(28, 28\\)"),
         (TRAIN_LABELS, idx_gz(2049, np.zeros(19)), "20 images but"),
         (TRAIN_LABELS, idx_gz(2049, np.full(20, 12)), "labels above 9"),
     ],
+    # readable, stable test ids (pytest-xdist's workers must collect the same names)
+    ids=["labels-magic-in-images", "images-magic-in-labels", "truncated-gzip", "too-few-bytes", "not-gzip",
+         "wrong-image-size", "fewer-labels", "label-above-9"],
 )
 def test_malformed_idx(mirror: FakeMirror, root: Path, name: str, data: bytes, message: str) -> None:
     mirror.add(name, data, np.empty(0))
