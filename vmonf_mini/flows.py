@@ -246,10 +246,11 @@ class StackedFlow(nn.Module):
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``x (N, D)`` -> ``z (K, N, D)`` and ``log|det dz/dx| (K, N)``."""
-        z, log_dets = _as_components(x, self.k), []
+        z, log_dets = x, []  # a shared (N, D) input reaches the first layer as such: see StackedLinear
         for layer in self.layers:
             z, log_det = layer(z)
             log_dets.append(log_det)
+        z = _as_components(z, self.k)
         return z, torch.stack(log_dets).sum(0) if log_dets else z.new_zeros(z.shape[:-1])
 
     def inverse(self, z: Tensor) -> Tensor:

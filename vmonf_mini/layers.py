@@ -57,8 +57,10 @@ class StackedLinear(nn.Module):
     def forward(self, x: Tensor, weight: Optional[Tensor] = None) -> Tensor:
         """``weight``: optionally a precomputed :meth:`masked_weight`, reused across calls (MAF sampling)."""
         weight = self.masked_weight() if weight is None else weight
-        if x.dim() == 2:  # shared input: one matrix product against all K weights
-            return torch.matmul(x, weight) + self.bias
+        if x.dim() == 2:  # shared input: ONE product with the K weights side by side, (N, in) @ (in, K*out)
+            k, n, out = self.k, x.shape[0], self.out_features
+            side_by_side = weight.transpose(0, 1).reshape(self.in_features, k * out)
+            return torch.addmm(self.bias.reshape(k * out), x, side_by_side).view(n, k, out).transpose(0, 1)
         if x.stride(-2) == 1 and x.shape[-2] > 1:
             # x stored feature by feature, (K, in, N) in memory: compute (W^T x^T)^T so that the output
             # is stored the same way; for narrow layers this is several times faster on a CPU.
