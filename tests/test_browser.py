@@ -32,6 +32,7 @@ import functools
 import http.server
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -357,16 +358,23 @@ class Tab:
         return result["result"].get("value")
 
     def screenshot(self, path: Path, height: int) -> None:
-        """The whole page (up to MAX_SHOT_HEIGHT): the viewport is made as tall as the page and
-        left to settle first (capturing beyond a short viewport catches the layout mid-change)."""
-        height = max(HEIGHT, min(int(height), MAX_SHOT_HEIGHT))
-        metrics = {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        """The whole page: the viewport is made as tall as the page (at most MAX_SHOT_HEIGHT) and
+        left to settle first (capturing beyond a short viewport catches the layout mid-change).
+        A taller page is captured in parts, ``name.png``, ``name.part2.png``, ... scrolling down."""
+        total = max(HEIGHT, int(height))
+        view = min(total, MAX_SHOT_HEIGHT)
+        settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))"
+        metrics = {"width": WIDTH, "height": view, "deviceScaleFactor": 1, "mobile": False}
         self.call("Emulation.setDeviceMetricsOverride", metrics)
-        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))")
-        data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)["data"]
-        self.call("Emulation.setDeviceMetricsOverride", dict(metrics, height=HEIGHT))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        for part in range(math.ceil(total / view)):
+            self.evaluate(f"window.scrollTo(0, {part * view})")
+            self.evaluate(settle)
+            data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)["data"]
+            target = path if part == 0 else path.with_name(f"{path.stem}.part{part + 1}{path.suffix}")
+            target.write_bytes(base64.b64decode(data))
+        self.evaluate("window.scrollTo(0, 0)")
+        self.call("Emulation.setDeviceMetricsOverride", dict(metrics, height=HEIGHT))
 
     def events(self) -> List[dict]:
         with self.browser._lock:
