@@ -56,10 +56,7 @@ WIDTH, HEIGHT, MAX_SHOT_HEIGHT = 1280, 1000, 16000
 LOAD_TIMEOUT, READY_TIMEOUT = 90.0, 45.0
 
 # Remote resources a page may load online that the offline test cannot: (URL, why it is fine).
-ONLINE_ONLY = {
-    "https://colab.research.google.com/assets/colab-badge.svg":
-        "the 'Open in Colab' badge of each chapter's header (CONTRIBUTING.md); only useful online",
-}
+ONLINE_ONLY: dict = {}  # none: the chapters link to Colab in plain text, with no remote badge image
 # CDN prefixes the built pages load scripts from -> local routes served from npm packages.
 CDN_ROUTES = {
     "https://cdn.jsdelivr.net/npm/": "/__cdn__/npm/",

@@ -76,7 +76,8 @@ class StackedMLP(nn.Module):
 
     Args:
         k: number of stacked copies.
-        in_features, out_features: widths of input and output.
+        in_features: width of the input.
+        out_features: width of the output.
         hidden: widths of the hidden layers.
         final: optional activation on the output (``"tanh"`` bounds it to (-1, 1)).
     """

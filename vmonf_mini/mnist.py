@@ -32,6 +32,8 @@ from torch import Tensor
 __all__ = ["MNISTUnavailable", "CHECKSUMS", "DEFAULT_MIRRORS", "default_root", "fetch", "read_idx", "load_mnist"]
 
 #: SHA-256 of the four original MNIST files; a file whose digest differs is never used.
+#:
+#: :meta hide-value:
 CHECKSUMS = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
@@ -39,6 +41,8 @@ CHECKSUMS = {
     "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
 }
 #: Tried in order until one serves a file with the right checksum.
+#:
+#: :meta hide-value:
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",

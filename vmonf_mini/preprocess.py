@@ -225,7 +225,10 @@ class PCAWhitening:
 
     @property
     def log_det(self) -> float:
-        """``log|det dz/dy|`` of the map from orthonormal principal coordinates ``y`` to ``z``: ``-sum log sqrt(lambda)`` if whitened, else 0."""
+        """The log-determinant ``log|det dz/dy|`` of the map from orthonormal principal coordinates ``y`` to ``z``.
+
+        It is ``-sum log sqrt(lambda)`` over the kept eigenvalues when whitening, else 0.
+        """
         return float(-self._scale().log().sum())
 
     def residual_log_prob(self, x: Tensor) -> Tensor:

@@ -135,7 +135,9 @@ def fit(
             their own component's likelihood ``log p(x|y) + log p(y)`` and q(c|x) by
             cross-entropy; each step sees a batch of unlabeled and a batch of labeled points.
         epochs: passes over the unlabeled points.
-        batch_size, lr, weight_decay: Adam's settings (weight decay as an L2 penalty).
+        batch_size: points per step (the last, smaller batch of an epoch is kept unless it has one point).
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay (an L2 penalty).
         temperature: a number, ``None`` (1.0) or a schedule ``step -> T`` (default: the
             paper's ``exp(-1e-3 t)``, floored at 0.01). It divides the posterior's logits.
         pretrain_epochs: epochs on the labeled points alone before the main phase.
