@@ -42,6 +42,7 @@ def test_every_method_returns_the_model_dtype(flow, dtype):
         _check(samples, dtype)
         _check(components, torch.int64)
         _check(model.sample_component(1, 4), dtype)
+        _check(model.sample_each_component(3), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -64,6 +64,8 @@ def test_bad_sampling_arguments(model):
         model.sample(0)
     with pytest.raises(ValueError, match=r"c must be a component index in 0..2"):
         model.sample_component(3, 5)
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        model.sample_each_component(0)
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,17 @@ def test_sample_component_draws_from_that_component():
     assert (comp.argmax(1) == 1).all()
 
 
+def test_sample_each_component_draws_n_points_from_every_component():
+    model = _model(k=3)
+    with torch.no_grad():
+        for c in range(3):  # move the components far apart: each sample's nearest component is its own
+            model.components.layers[-1].beta[c] += 20.0 * c
+    xs = model.sample_each_component(50)
+    assert xs.shape == (3, 50, 2)
+    owner = model.component_log_prob(xs.flatten(0, 1)).argmax(1).reshape(3, 50)
+    assert (owner == torch.arange(3)[:, None]).all()
+
+
 def test_learned_prior_is_a_parameter_and_fixed_prior_is_a_buffer():
     learned = VMoNF(2, 3, prior="learned", blocks=1)
     assert any(n == "prior_logits" for n, _ in learned.named_parameters())

@@ -100,7 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     start, failed = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, str(p), timeout_from_config()) for p in todo]
+        timeout = timeout_from_config()
+        futures = [pool.submit(run_one, str(p), timeout) for p in todo]
         for future in as_completed(futures):
             path, nb, seconds, error = future.result()
             name = Path(path).stem

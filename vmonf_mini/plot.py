@@ -57,6 +57,14 @@ def _limits(points: np.ndarray, margin: float = 0.15) -> Tuple[Tuple[float, floa
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
 
 
+def _grid(points: np.ndarray, resolution: int) -> Tuple[Tuple[float, float, float, float], Tuple[int, int], np.ndarray]:
+    """A ``resolution`` x ``resolution`` grid over the points' box plus a margin:
+    ``(extent for imshow, grid shape, (resolution**2, 2) grid points)``."""
+    (x0, x1), (y0, y1) = _limits(points)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    return (x0, x1, y0, y1), gx.shape, np.stack([gx.ravel(), gy.ravel()], 1)
+
+
 def decision_regions(
     model: VMoNF,
     x: Optional[torch.Tensor] = None,
@@ -84,19 +92,17 @@ def decision_regions(
     with eval_mode(model):
         samples, comp = model.sample(n_samples)
         ref = samples if x is None else torch.as_tensor(x, dtype=samples.dtype)
-        (x0, x1), (y0, y1) = _limits(ref.cpu().numpy())
-        gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-        grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=samples.dtype, device=samples.device)
+        extent, shape, grid = _grid(ref.cpu().numpy(), resolution)  # the model casts the grid to its dtype/device
         post = model.exact_posterior(grid) if exact else model.posterior(grid, temperature)
-        region = post.argmax(1).cpu().numpy().reshape(gx.shape)
-    ax.imshow(region, origin="lower", extent=(x0, x1, y0, y1), cmap=cmap, alpha=0.25, vmin=-0.5, vmax=model.k - 0.5,
+        region = post.argmax(1).cpu().numpy().reshape(shape)
+    ax.imshow(region, origin="lower", extent=extent, cmap=cmap, alpha=0.25, vmin=-0.5, vmax=model.k - 0.5,
               aspect="auto", interpolation="nearest")
     if x is not None:
         ax.scatter(*ref.cpu().numpy().T, s=2, c="0.6", label="data")
     s = samples.cpu().numpy()
     ax.scatter(s[:, 0], s[:, 1], s=4, c=comp.cpu().numpy(), cmap=cmap, vmin=-0.5, vmax=model.k - 0.5)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
     ax.set_title(title or ("p(c|x)" if exact else "q(c|x)") + " regions and samples by component")
     return ax
 
@@ -125,17 +131,14 @@ def density_map(
     ax = ax or plt.subplots(figsize=(5.5, 5))[1]
     with eval_mode(model):
         ref = model.sample(1000)[0] if x is None else torch.as_tensor(x)
-        (x0, x1), (y0, y1) = _limits(ref.detach().cpu().numpy())
-        gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-        ref_param = model.prior_logits
-        grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=ref_param.dtype, device=ref_param.device)
-        log_p = model.log_prob(grid).cpu().numpy().reshape(gx.shape)
+        extent, shape, grid = _grid(ref.detach().cpu().numpy(), resolution)
+        log_p = model.log_prob(grid).cpu().numpy().reshape(shape)
     low = log_p.max() - 12.0 if floor is None else floor
-    image = ax.imshow(np.maximum(log_p, low), origin="lower", extent=(x0, x1, y0, y1), cmap="magma", aspect="auto")
+    image = ax.imshow(np.maximum(log_p, low), origin="lower", extent=extent, cmap="magma", aspect="auto")
     if colorbar:
         ax.figure.colorbar(image, ax=ax, shrink=0.8, label=f"log p(x) (floored at {low:.1f})")
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
     ax.set_title(title or "learned density log p(x)")
     return ax
 
@@ -153,9 +156,7 @@ def component_samples(
     """
     n_per_component = check_positive_int(n_per_component, "n_per_component")
     with eval_mode(model):
-        # one batched pass for all components (MAF sampling is sequential in D: K passes cost K times more)
-        which = torch.arange(model.k, device=model.prior_logits.device).repeat_interleave(n_per_component)
-        drawn = model.components.sample(which)
+        drawn = model.sample_each_component(n_per_component).flatten(0, 1)
         if transform is not None:
             drawn = transform(drawn)
         rows = drawn.reshape(model.k, n_per_component, -1)
