@@ -97,6 +97,8 @@ def test_fit_rejects_bad_labels(model, labels, message):
         (dict(epochs=1, temperature=lambda step: float("nan")), r"temperature\(step\) must be a positive"),
         (dict(epochs=1, pretrain_epochs=2), "pretrain_epochs needs at least two labeled points"),
         (dict(epochs=1, clip_grad_norm=0.0), "clip_grad_norm"),
+        (dict(epochs=1, init_epochs=0), "init_epochs must be a positive integer"),
+        (dict(epochs=1, init_lr=float("nan")), "init_lr must be None or a positive number"),
     ],
 )
 def test_fit_rejects_bad_settings(model, kwargs, message):

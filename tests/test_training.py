@@ -97,3 +97,32 @@ def test_exact_objective_and_consistency_options_train():
     h1 = fit(_small(k=3), x, epochs=5, batch_size=32, lr=3e-3, objective="exact", seed=0, progress=False)
     h2 = fit(_small(k=3), x, epochs=5, batch_size=32, lr=3e-3, consistency=1.0, seed=0, progress=False)
     assert h1.loss[-1] < h1.loss[0] and h2.loss[-1] < h2.loss[0]
+
+
+def test_init_agreement_records_how_well_q_learned_the_initial_assignment():
+    x, y = pinwheel(n_per_class=64, seed=0)
+    assert fit(_small(k=5), x, epochs=1, batch_size=64, seed=0, progress=False).init_agreement is None
+    agreement = {}
+    for epochs in (1, 40):
+        history = fit(_small(k=5), x, epochs=1, batch_size=64, lr=1e-2, init=y, init_epochs=epochs,
+                      seed=0, progress=False)
+        agreement[epochs] = history.init_agreement
+    assert 0.0 <= agreement[1] < 0.9 < agreement[40] <= 1.0, agreement
+
+
+def test_init_lr_trains_the_init_phase_only():
+    """init_lr sets the init phase's rate; the main phase trains at lr with a fresh Adam."""
+    x, y = pinwheel(n_per_class=32, seed=0)
+
+    def run(**kw):
+        model = _small(k=5)
+        history = fit(model, x, epochs=2, batch_size=40, lr=1e-3, init=y, init_epochs=3, seed=0,
+                      progress=False, **kw)
+        return history, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    same_history, same = run(init_lr=1e-3)
+    default_history, default = run()
+    fast_history, fast = run(init_lr=3e-2)
+    assert default_history.loss != same_history.loss  # a fresh Adam after init: a different run
+    assert fast_history.init_agreement >= default_history.init_agreement
+    assert not torch.allclose(fast, same)
