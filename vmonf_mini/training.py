@@ -61,7 +61,7 @@ class History:
     ``steps`` counts its optimiser steps; ``pretrain_loss`` has one entry per pretraining epoch.
     ``init_agreement`` is the fraction of points whose prediction (eval mode) matches the
     initial assignment at the end of the ``init`` phase (``None`` without one): well below 1,
-    the encoder has not learned the initialisation yet (raise ``init_epochs``).
+    the encoder has not learned the initialisation yet (raise ``init_epochs`` or ``init_lr``).
     """
 
     loss: List[float] = field(default_factory=list)
@@ -163,8 +163,8 @@ def fit(
         init_epochs: epochs of that initialisation phase.
         init_lr: Adam's learning rate in that phase (default ``lr``; the main phase then starts
             a fresh Adam at ``lr``). A small encoder learns a partition slowly: the paper's
-            three-unit pinwheel encoder needs ``init_lr=1e-2`` for 100 epochs where the paper's
-            1e-3 trains its ELBO (chapter 6).
+            three-unit pinwheel encoder learns the k-means partition within 100 epochs at
+            ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names epoch and step,
