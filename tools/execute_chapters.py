@@ -3,7 +3,7 @@
 ``jupyter-book build`` (myst-nb, ``execute_notebooks: cache``) executes the chapters one after the
 other. This script executes the chapters that the cache does not hold yet on all CPU cores, each
 in its own kernel with the book's settings (working directory ``book/``, the per-cell timeout of
-``_config.yml``), and stores each result in ``_build/.jupyter_cache`` exactly as myst-nb does. The
+``_config.yml`` capped at ``PRE_TIMEOUT``), and stores each result in ``_build/.jupyter_cache`` exactly as myst-nb does. The
 build then finds every chapter in the cache and only renders it.
 
 A chapter that fails is not cached: the build that follows executes it again and reports the
@@ -58,6 +58,9 @@ def chapter_paths() -> List[Path]:
     return sorted(paths, key=rank)
 
 
+PRE_TIMEOUT = 300  # seconds per cell; the longest default-budget chapter takes under 4 minutes
+
+
 def timeout_from_config() -> int:
     import yaml
 
@@ -100,7 +103,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     start, failed = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        timeout = timeout_from_config()
+        # A kernel sometimes stops answering (kernel idle, client waiting; seen with ipykernel 6 and
+        # 7, never reproduced on demand). Here a cell gets at most PRE_TIMEOUT seconds: a chapter
+        # that hangs fails early and the build, with the book's own timeout, runs it again.
+        timeout = min(timeout_from_config(), PRE_TIMEOUT)
         futures = [pool.submit(run_one, str(p), timeout) for p in todo]
         for future in as_completed(futures):
             path, nb, seconds, error = future.result()
