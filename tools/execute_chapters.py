@@ -3,8 +3,8 @@
 ``jupyter-book build`` (myst-nb, ``execute_notebooks: cache``) executes the chapters one after the
 other. This script executes the chapters that the cache does not hold yet on all CPU cores, each
 in its own kernel with the book's settings (working directory ``book/``, the per-cell timeout of
-``_config.yml`` capped at ``PRE_TIMEOUT``), and stores each result in ``_build/.jupyter_cache`` exactly as myst-nb does. The
-build then finds every chapter in the cache and only renders it.
+``_config.yml`` capped at ``PRE_TIMEOUT``), and stores each result in ``_build/.jupyter_cache``
+exactly as myst-nb does. The build then finds every chapter in the cache and only renders it.
 
 A chapter that fails is not cached: the build that follows executes it again and reports the
 error in the usual way (strict builds fail), so this script never hides a failure; it only says
@@ -104,8 +104,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     start, failed = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         # A kernel sometimes stops answering (kernel idle, client waiting; seen with ipykernel 6 and
-        # 7, never reproduced on demand). Here a cell gets at most PRE_TIMEOUT seconds: a chapter
-        # that hangs fails early and the build, with the book's own timeout, runs it again.
+        # 7, never reproduced on demand). Once, with a 900 s timeout, the stuck cell went on after
+        # 900 s and the chapter passed. Capping a cell at PRE_TIMEOUT bounds the wait: the chapter
+        # is unstuck or fails early, and the build, with the book's own timeout, runs it again.
         timeout = min(timeout_from_config(), PRE_TIMEOUT)
         futures = [pool.submit(run_one, str(p), timeout) for p in todo]
         for future in as_completed(futures):
