@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -58,6 +58,7 @@ class Config:
     batch: int
     dim: int
     data: Callable[[], torch.Tensor]
+    encoder: Tuple[int, ...]  # hidden widths of q(c|x): the paper's for this experiment
     steps: int  # training steps per timed repeat
     n_logp: int  # points per log p(x) call
     n_sample: int  # points per sampling call
@@ -74,26 +75,27 @@ def _mnist_x(n: int) -> torch.Tensor:
 def configs(quick: bool) -> Dict[str, Config]:
     q = quick
     return {
-        "pinwheel": Config("pinwheel", "realnvp", 5, 8, 8, 512, 2, lambda: vm.data.pinwheel()[0],
+        "pinwheel": Config("pinwheel", "realnvp", 5, 8, 8, 512, 2, lambda: vm.data.pinwheel()[0], (3,),
                            steps=5 if q else 20, n_logp=2560, n_sample=500 if q else 2000),
-        "two circles": Config("two circles", "realnvp", 2, 10, 8, 128, 2, lambda: vm.data.two_circles()[0],
+        "two circles": Config("two circles", "realnvp", 2, 10, 8, 128, 2, lambda: vm.data.two_circles()[0], (16, 16),
                               steps=8 if q else 20, n_logp=1024, n_sample=500 if q else 2000),
-        "MNIST": Config("MNIST", "maf", 5, 5, 200, 100, 784, lambda: _mnist_x(500),
+        "MNIST": Config("MNIST", "maf", 5, 5, 200, 100, 784, lambda: _mnist_x(500), (512,),
                         steps=1 if q else 2, n_logp=500, n_sample=5 if q else 20),
     }
 
 
 def build(cfg: Config, variant: str, k: Optional[int] = None) -> vm.VMoNF:
     k = cfg.k if k is None else k
+    shared = dict(flow=cfg.flow, blocks=cfg.blocks, hidden=cfg.hidden, encoder_hidden=cfg.encoder)
     if variant == "batched":
-        return vm.VMoNF(cfg.dim, k, flow=cfg.flow, blocks=cfg.blocks, hidden=cfg.hidden)
+        return vm.VMoNF(cfg.dim, k, **shared)
     if variant == "loop":
         make = vm.flows.realnvp if cfg.flow == "realnvp" else vm.flows.maf
         comps = [make(cfg.dim, k=1, blocks=cfg.blocks, hidden=cfg.hidden) for _ in range(k)]
     else:
         make = normflows_realnvp if cfg.flow == "realnvp" else normflows_maf
         comps = [make(cfg.dim, cfg.blocks, cfg.hidden) for _ in range(k)]
-    return vm.VMoNF(cfg.dim, k, flow=cfg.flow, blocks=cfg.blocks, hidden=cfg.hidden, components=comps)
+    return vm.VMoNF(cfg.dim, k, components=comps, **shared)
 
 
 def trainer(model: vm.VMoNF, x: torch.Tensor, cfg: Config) -> Callable[[], None]:
@@ -133,7 +135,7 @@ def run_config(cfg: Config, args: argparse.Namespace) -> Dict[str, Any]:
     x = cfg.data()
     variants = ["batched", "loop"] + ([] if args.no_normflows else ["normflows"])
     print(f"\n### {cfg.name}: K={cfg.k}, {cfg.flow} {cfg.blocks} blocks, hidden {cfg.hidden}, D={cfg.dim}, "
-          f"batch {cfg.batch}", flush=True)
+          f"batch {cfg.batch}, encoder {cfg.encoder}", flush=True)
     models = {}
     for v in variants:
         vm.seed_everything(0)
@@ -182,10 +184,11 @@ def matmul_flops(cfg: Config) -> float:
     """Floating-point operations of the matrix products in one training step of the MAF mixture.
 
     Forward: every MADE (D -> hidden -> 2D) of every block and component, and the encoder
-    (D -> 32 -> 32 -> K); the backward pass costs twice the forward (two products per product).
+    (D -> encoder widths -> K); the backward pass costs twice the forward (two products per product).
     """
     made = cfg.dim * cfg.hidden + cfg.hidden * 2 * cfg.dim
-    encoder = cfg.dim * 32 + 32 * 32 + 32 * cfg.k
+    widths = [cfg.dim, *cfg.encoder, cfg.k]
+    encoder = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     return 3.0 * 2 * cfg.batch * (cfg.k * cfg.blocks * made + encoder)
 
 
@@ -215,10 +218,10 @@ def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         speedup = r["loop"]["ms_per_step"] / r["batched"]["ms_per_step"]
         targets.append(verdict("pinwheel: batched >= 4x faster than the loop of K vmonf_mini flows",
                                speedup >= 4.0, f"{speedup:.2f}x"))
-        if "normflows" in r:
+        if "normflows" in r:  # reported, not a target: normflows' flows are not the same architecture
             nf_speedup = r["normflows"]["ms_per_step"] / r["batched"]["ms_per_step"]
-            targets.append(verdict("pinwheel: batched >= 4x faster than the loop of K normflows flows",
-                                   nf_speedup >= 4.0, f"{nf_speedup:.2f}x"))
+            print(f"info  pinwheel: batched vs the loop of K normflows flows (ActNorm, not batch norm): "
+                  f"{nf_speedup:.2f}x")
     if "sweep" in results:
         s = results["sweep"]
         growth = s[5]["batched"] / s[1]["batched"]

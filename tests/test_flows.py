@@ -49,9 +49,14 @@ def test_batchnorm_flow_eval_inverts_and_training_uses_batch_statistics():
     bn = BatchNormFlow(3, k=2)
     x = 3.0 + 2.0 * torch.randn(200, 3, dtype=torch.float64)
     bn.double().train()
-    z, _ = bn(x)
+    z, log_det = bn(x)
     torch.testing.assert_close(z.mean(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-9, rtol=0)
-    assert (bn.running_mean - 0.3).abs().max() < 0.1  # moved a tenth of the way towards 3
+    batch_var = x.var(0, unbiased=False)
+    torch.testing.assert_close(z.var(1, unbiased=False), (batch_var / (batch_var + bn.eps)).expand(2, 3))
+    torch.testing.assert_close(log_det, (-0.5 * torch.log(batch_var + bn.eps)).sum().expand(2, 200))
+    # the running averages moved a tenth of the way from (0, 1) towards the batch's mean and variance
+    torch.testing.assert_close(bn.running_mean, (0.1 * x.mean(0)).expand(2, 1, 3))
+    torch.testing.assert_close(bn.running_var, (0.9 + 0.1 * batch_var).expand(2, 1, 3))
     _randomize(bn)
     check_flow(bn, 3, k=2)
 
