@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_data", "as_labels", "check_positive_int", "check_temperature"]
+__all__ = ["as_data", "as_labels", "check_number", "check_positive_int", "check_temperature"]
 
 
 def as_data(
@@ -68,6 +68,25 @@ def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_number(value: Any, name: str, *, positive: bool = True, optional: bool = False) -> Optional[float]:
+    """A finite real number, ``> 0`` when ``positive`` else ``>= 0``; ``None`` passes when ``optional``.
+
+    >>> check_number(1e-3, "lr")
+    0.001
+    >>> check_number(-1, "weight_decay", positive=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: weight_decay must be a number >= 0, got -1
+    """
+    if value is None and optional:
+        return None
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (real and math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        what = "a positive number" if positive else "a number >= 0"
+        raise ValueError(f"{name} must be {'None or ' if optional else ''}{what}, got {value!r}")
+    return float(value)
 
 
 def check_temperature(value: Any, name: str = "temperature") -> float:

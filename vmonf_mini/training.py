@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import trange
 
-from .checks import as_data, as_labels, check_positive_int, check_temperature
+from .checks import as_data, as_labels, check_number, check_positive_int, check_temperature
 from .mixture import VMoNF
 
 __all__ = ["ExponentialDecay", "History", "fit"]
@@ -178,21 +178,16 @@ def fit(
         raise ValueError("batch_size must be at least 2 (batch norm needs two points)")
     if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs, int) or pretrain_epochs < 0:
         raise ValueError(f"pretrain_epochs must be an integer >= 0, got {pretrain_epochs!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    lr = check_number(lr, "lr")
+    weight_decay = check_number(weight_decay, "weight_decay", positive=False)
     if objective not in ("elbo", "exact"):
         raise ValueError(f"objective must be 'elbo' or 'exact', got {objective!r}")
-    if not (math.isfinite(consistency) and consistency >= 0):
-        raise ValueError(f"consistency must be a number >= 0, got {consistency!r}")
-    if clip_grad_norm is not None and not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
-        raise ValueError(f"clip_grad_norm must be None or a positive number, got {clip_grad_norm!r}")
+    consistency = check_number(consistency, "consistency", positive=False)
+    clip_grad_norm = check_number(clip_grad_norm, "clip_grad_norm", optional=True)
     schedule = _schedule(temperature)
     if isinstance(init_epochs, bool) or not isinstance(init_epochs, int) or init_epochs < 1:
         raise ValueError(f"init_epochs must be a positive integer, got {init_epochs!r}")
-    if init_lr is not None and not (isinstance(init_lr, (int, float)) and math.isfinite(init_lr) and init_lr > 0):
-        raise ValueError(f"init_lr must be None or a positive number, got {init_lr!r}")
+    init_lr = check_number(init_lr, "init_lr", optional=True)
 
     if device is not None:
         model.to(device)
