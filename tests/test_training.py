@@ -82,6 +82,9 @@ def test_exponential_decay_has_a_floor_and_matches_the_paper():
     assert sched(10**6) == 0.01
     with pytest.raises(ValueError, match="floor"):
         ExponentialDecay(floor=0.0)
+    for rate in (-1e-3, float("nan"), "fast"):
+        with pytest.raises(ValueError, match="rate must be a number >= 0"):
+            ExponentialDecay(rate=rate)
 
 
 def test_callback_sees_every_epoch_in_eval_mode():

@@ -44,8 +44,7 @@ class ExponentialDecay:
     floor: float = 1e-2
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.rate) and self.rate >= 0):
-            raise ValueError(f"rate must be a finite number >= 0, got {self.rate!r}")
+        check_number(self.rate, "rate", positive=False)
         check_temperature(self.start, "start")
         check_temperature(self.floor, "floor")
 
