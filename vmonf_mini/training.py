@@ -184,8 +184,7 @@ def fit(
     consistency = check_number(consistency, "consistency", positive=False)
     clip_grad_norm = check_number(clip_grad_norm, "clip_grad_norm", optional=True)
     schedule = _schedule(temperature)
-    if isinstance(init_epochs, bool) or not isinstance(init_epochs, int) or init_epochs < 1:
-        raise ValueError(f"init_epochs must be a positive integer, got {init_epochs!r}")
+    init_epochs = check_positive_int(init_epochs, "init_epochs")
     init_lr = check_number(init_lr, "init_lr", optional=True)
 
     if device is not None:
