@@ -24,6 +24,8 @@ Prints Markdown tables and PASS/FAIL per target; exits 1 when a target fails (fu
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -180,6 +182,106 @@ def run_sweep(cfg: Config, ks: List[int], args: argparse.Namespace) -> Dict[int,
     return out
 
 
+@dataclass
+class RunsConfig:
+    """A training run that the book repeats over seeds or label budgets (the R table)."""
+
+    name: str
+    model: Dict[str, Any]  # VMoNF arguments
+    fit: Dict[str, Any]  # fit arguments
+    data: Callable[[], Tuple[torch.Tensor, torch.Tensor]]
+    labels_per_class: int = 0
+
+
+def runs_configs() -> List[RunsConfig]:
+    return [
+        RunsConfig("pinwheel", dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)),
+                   dict(batch_size=512, lr=1e-3), lambda: vm.data.pinwheel()),
+        RunsConfig("two circles, semi-supervised (64 labels)",
+                   dict(dim=2, k=2, flow="realnvp", blocks=10, hidden=8, encoder_hidden=(16, 16)),
+                   dict(batch_size=128, lr=1e-3), lambda: vm.data.two_circles(), labels_per_class=32),
+    ]
+
+
+def _run_labels(y: torch.Tensor, per_class: int, seed: int) -> Optional[torch.Tensor]:
+    if not per_class:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.full_like(y, -1)
+    for c in y.unique():
+        where = (y == c).nonzero(as_tuple=True)[0]
+        chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
+        labels[chosen] = y[chosen]
+    return labels
+
+
+def run_runs(rc: RunsConfig, rs: List[int], epochs: int, repeats: int, device: str) -> Dict[int, Dict[str, float]]:
+    """ms per epoch of ``fit_many`` of R runs against R sequential ``fit`` calls, taking turns."""
+    x, y = rc.data()
+    print(f"\n### R runs at the {rc.name} configuration ({rc.model['flow']} {rc.model['blocks']} blocks, hidden "
+          f"{rc.model['hidden']}, K={rc.model['k']}, encoder {rc.model['encoder_hidden']}, batch "
+          f"{rc.fit['batch_size']}; device {_device_name(device)}): ms per epoch, {epochs} epochs per timing",
+          flush=True)
+
+    def setup(r: int) -> Tuple[List[vm.VMoNF], List[Optional[torch.Tensor]]]:
+        vm.seed_everything(0)
+        models = [vm.VMoNF(**rc.model).to(device) for _ in range(r)]
+        return models, [_run_labels(y, rc.labels_per_class, seed) for seed in range(r)]
+
+    def together(r: int) -> Callable[[], None]:
+        def run() -> None:
+            models, labels = setup(r)
+            lab = labels if rc.labels_per_class else None
+            vm.fit_many(models, x, lab, seeds=list(range(r)), epochs=epochs, progress=False, **rc.fit)
+        return run
+
+    def one_by_one(r: int) -> Callable[[], None]:
+        def run() -> None:
+            models, labels = setup(r)
+            for seed, (model, lab) in enumerate(zip(models, labels)):
+                vm.fit(model, x, lab, seed=seed, epochs=epochs, progress=False, **rc.fit)
+        return run
+
+    out: Dict[int, Dict[str, float]] = {}
+    for r in rs:  # each R on its own: the two ways take turns, so that they see the same load
+        sec = interleaved({"fit_many": together(r), "sequential": one_by_one(r)}, repeats, 1)
+        out[r] = {v: 1000 * t / epochs for v, t in sec.items()}
+    rows = [[r, o["fit_many"], o["sequential"], o["sequential"] / o["fit_many"],
+             o["fit_many"] / out[rs[0]]["fit_many"]] for r, o in out.items()]
+    print(table(["R", "fit_many ms/epoch", "R fit calls ms/epoch", "sequential / fit_many",
+                 f"fit_many / fit_many R={rs[0]}"], rows))
+    return out
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"{device} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
+
+
+def peak_memory(which: int, r: int, device: str) -> float:
+    """Peak memory in MB of a fresh process that trains R runs of ``runs_configs()[which]`` for one epoch.
+
+    CPU: the process's peak resident set (``ru_maxrss``: Python, torch, data and training);
+    CUDA: ``torch.cuda.max_memory_allocated``.
+    """
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import speed, vmonf_mini as vm
+rc = speed.runs_configs()[{which}]
+x, y = rc.data()
+vm.seed_everything(0)
+models = [vm.VMoNF(**rc.model).to({device!r}) for _ in range({r})]
+labels = [speed._run_labels(y, rc.labels_per_class, s) for s in range({r})] if rc.labels_per_class else None
+vm.fit_many(models, x, labels, seeds=list(range({r})), epochs=1, progress=False, **rc.fit)
+cuda = torch.device({device!r}).type == "cuda"
+print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def matmul_flops(cfg: Config) -> float:
     """Floating-point operations of the matrix products in one training step of the MAF mixture.
 
@@ -227,6 +329,14 @@ def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
         growth = s[5]["batched"] / s[1]["batched"]
         targets.append(verdict("pinwheel: batched step at K=5 <= 1.5x the step at K=1", growth <= 1.5,
                                f"{growth:.2f}x"))
+    for name, minimum in (("runs: pinwheel", {10: 4.0, 20: 5.0}), ("runs: two circles", {10: 4.0, 20: 5.0})):
+        if name in results:
+            for r, need in minimum.items():
+                if r in results[name]:
+                    o = results[name][r]
+                    ratio = o["sequential"] / o["fit_many"]
+                    targets.append(verdict(f"{name[6:]}: fit_many of R={r} >= {need:g}x faster than R fit calls",
+                                           ratio >= need, f"{ratio:.2f}x"))
     if "MNIST" in results:
         r = results["MNIST"]
         ratio = r["loop"]["ms_per_step"] / r["batched"]["ms_per_step"]
@@ -244,9 +354,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter (default); cpu: process CPU time (use with --threads 1)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 9, quick 3)")
-    parser.add_argument("--only", action="append", choices=["pinwheel", "two circles", "MNIST", "sweep"],
+    parser.add_argument("--only", action="append", choices=["pinwheel", "two circles", "MNIST", "sweep", "runs"],
                         help="run only this part (repeatable)")
     parser.add_argument("--no-normflows", action="store_true", help="skip the normflows implementation")
+    parser.add_argument("--device", default="cpu", help="device of the R-runs table (e.g. cuda); the others run on the CPU")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 9)
@@ -256,7 +367,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(machine_header("vmonf_mini speed benchmark" + (" (quick)" if args.quick else ""), threads,
                          f", clock {args.clock}, median of {args.repeats} repeats"))
     started = time.perf_counter()
-    wanted = args.only or ["pinwheel", "two circles", "MNIST", "sweep"]
+    wanted = args.only or ["pinwheel", "two circles", "MNIST", "sweep", "runs"]
     cfgs = configs(args.quick)
     results: Dict[str, Any] = {"threads": threads, "quick": args.quick, "clock": args.clock}
     for name in ("pinwheel", "two circles", "MNIST"):
@@ -266,6 +377,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["MNIST flops"] = flop_rate(cfgs["MNIST"], results["MNIST"], args)
     if "sweep" in wanted:
         results["sweep"] = run_sweep(cfgs["pinwheel"], [1, 5] if args.quick else [1, 2, 5, 10, 20], args)
+    if "runs" in wanted:
+        rs = [1, 5] if args.quick else [1, 2, 5, 10, 20]
+        for which, (rc, key) in enumerate(zip(runs_configs(), ("runs: pinwheel", "runs: two circles"))):
+            results[key] = run_runs(rc, rs, epochs=2 if args.quick else 3, repeats=1 if args.quick else 3,
+                                    device=args.device)
+        peak = {r: peak_memory(0, r, args.device) for r in (1, rs[-1])}
+        results["runs: peak MB"] = peak
+        print(f"\npeak memory of one epoch of fit_many at the pinwheel configuration ({_device_name(args.device)}): "
+              + ", ".join(f"R={r}: {mb:.0f} MB" for r, mb in peak.items()))
     results["targets"] = check_targets(results)
     if args.quick:
         print("(--quick: targets not enforced)")

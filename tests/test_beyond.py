@@ -6,7 +6,7 @@ import torch
 from vmonf_mini import VMoNF, fit
 from vmonf_mini.data import pinwheel
 from vmonf_mini.metrics import cluster_accuracy
-from vmonf_mini.training import _consistency
+from vmonf_mini.objectives import consistency_kl
 
 
 def _small(k=2, **kw):
@@ -81,6 +81,12 @@ def test_predict_exact_is_the_argmax_of_the_exact_posterior():
     with torch.no_grad():
         assert torch.equal(model.predict(x, exact=True), model.exact_posterior(x).argmax(1))
         assert torch.equal(model.predict(x), model.posterior(x).argmax(1))
+
+
+def _consistency(model, x, temperature, noise):
+    """The consistency term as fit computes it: KL(q(c|x) || q(c|x + noise * eps))."""
+    target = model.log_posterior(x, temperature)
+    return consistency_kl(target, model.log_posterior(x + noise * torch.randn_like(x), temperature))
 
 
 def test_consistency_term_is_zero_without_noise_and_positive_with_it():

@@ -7,7 +7,7 @@ import torch
 
 from vmonf_mini import ExponentialDecay, VMoNF, fit
 from vmonf_mini.data import pinwheel, two_circles
-from vmonf_mini.training import _labeled_loss
+from vmonf_mini.objectives import labeled_loss
 
 
 def _small(k=2, **kw):
@@ -44,7 +44,7 @@ def test_labeled_loss_adds_nll_of_own_component_and_cross_entropy():
     model = _small(k=3).double().eval()
     x = torch.randn(4, 2, dtype=torch.float64)
     y = torch.tensor([0, 2, 1, 2])
-    loss = _labeled_loss(model, x, y, "elbo")
+    loss = labeled_loss(model.joint(x), model.encoder(x), y, "elbo")
     joint = model.component_log_prob(x) + model.log_prior()
     ce = -torch.log_softmax(model.encoder(x), 1)[torch.arange(4), y]
     torch.testing.assert_close(loss, -joint[torch.arange(4), y] + ce)

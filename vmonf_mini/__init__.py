@@ -9,14 +9,15 @@ The companion package of the book *Variational Mixtures of Normalizing Flows, by
 torch.Size([3])
 """
 
-from . import checks, data, flows, metrics, notebook, preprocess
+from . import checks, data, flows, metrics, notebook, objectives, preprocess, stacking
 from .mixture import VMoNF
 from .notebook import budget, default_device, pick, seed_everything
-from .training import ExponentialDecay, History, fit
+from .training import ExponentialDecay, History, fit, fit_many
 
 __all__ = [
     "VMoNF",
     "fit",
+    "fit_many",
     "History",
     "ExponentialDecay",
     "budget",
@@ -29,5 +30,7 @@ __all__ = [
     "notebook",
     "checks",
     "preprocess",
+    "objectives",
+    "stacking",
 ]
 __version__ = "0.1.0"

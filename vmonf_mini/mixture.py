@@ -163,6 +163,21 @@ class VMoNF(nn.Module):
         """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass."""
         return self.components.log_prob(self._data(x))
 
+    def joint(self, x: Any) -> Tensor:
+        """``log p(c) + log p(x|c)`` for every component, shape ``(N, K)``: the log of the joint ``p(x, c)``.
+
+        Every density of the model derives from it: ``log p(x)`` is its logsumexp over ``c``,
+        the exact posterior ``p(c|x)`` its softmax, and the training losses of
+        :mod:`vmonf_mini.objectives` take it as input (chapter 4).
+
+        >>> import torch
+        >>> model = VMoNF(dim=2, k=3, blocks=2).eval()
+        >>> x = torch.randn(4, 2)
+        >>> torch.allclose(model.joint(x).logsumexp(dim=1), model.log_prob(x))
+        True
+        """
+        return self._joint(self._data(x))
+
     def _joint(self, x: Tensor) -> Tensor:
         return self.components.log_prob(x) + self.log_prior()
 

@@ -1,5 +1,10 @@
 """Training a VMoNF: unsupervised by the ELBO, semi-supervised with labels (chapters 4-7).
 
+:func:`fit` trains one model; :func:`fit_many` trains R models of one architecture together
+(seeds, label budgets), R times the work in far less than R times the time.  Both run the
+same loop (``_Loop``): an optional ``init`` phase, an optional ``pretrain`` phase and the
+``main`` phase, the loss terms coming from :mod:`vmonf_mini.objectives`.
+
 Example:
     >>> import torch
     >>> from vmonf_mini import VMoNF, fit
@@ -13,19 +18,25 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import trange
 
 from .checks import as_data, as_labels, check_number, check_positive_int, check_temperature
-from .mixture import VMoNF
+from .layers import StackedLinear
+from .mixture import MIN_TEMPERATURE, VMoNF
+from .objectives import consistency_kl, labeled_loss, tempered_log_q, unlabeled_loss
+from .stacking import RunStack, SingleRun, first_difference
 
-__all__ = ["ExponentialDecay", "History", "fit"]
+__all__ = ["ExponentialDecay", "History", "fit", "fit_many"]
 
 
 @dataclass(frozen=True)
@@ -73,37 +84,45 @@ class History:
 
 Schedule = Union[None, float, Callable[[int], float]]
 
-
-def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> List[Tensor]:
-    """A shuffled split of ``range(n)``; a trailing batch of one (which batch norm cannot use) is dropped."""
-    parts = list(torch.randperm(n, generator=generator).to(device).split(batch_size))
-    if len(parts) > 1 and parts[-1].numel() < 2:
-        parts.pop()
-    return parts
+#: Steps of one epoch whose batch-norm statistics a failed step would have corrupted are undone;
+#: the parameters are only ever changed by a step whose loss was finite.
+_ADVICE = "try a lower lr, clip_grad_norm=1.0, standardised x, or a temperature floor"
 
 
-def _labeled_loss(model: VMoNF, x: Tensor, y: Tensor, objective: str) -> Tensor:
-    """Per point: -log p(x, y), plus the cross-entropy of q(y|x) (minimised: the original code maximised it)."""
-    joint = model._joint(x)
-    nll = -joint.gather(1, y[:, None])[:, 0]
-    if objective == "exact":
-        return nll
-    ce = torch.nn.functional.cross_entropy(model.encoder(x), y, reduction="none")
-    return nll + ce
+@dataclass(frozen=True)
+class _Settings:
+    """:func:`fit`'s keyword arguments, validated (see :func:`fit` for their meaning)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    temperature: Callable[[int], float]
+    pretrain_epochs: int
+    device: Optional[torch.device]
+    progress: bool
+    clip_grad_norm: Optional[float]
+    objective: str
+    consistency: float
+    consistency_noise: float
+    callback: Optional[Callable[[int, VMoNF], None]]
+    init: Any
+    init_epochs: int
+    init_lr: Optional[float]
 
 
-def _unlabeled_loss(model: VMoNF, x: Tensor, temperature: float, objective: str) -> Tensor:
-    if objective == "exact":
-        return -torch.logsumexp(model._joint(x), dim=1)
-    return -model.elbo(x, temperature)
+@dataclass
+class _Run:
+    """One training run's own data: its seed, random stream, labeled points and history."""
 
-
-def _consistency(model: VMoNF, x: Tensor, temperature: float, noise: float) -> Tensor:
-    """KL(q(c|x) || q(c|x + eps)), the target q(c|x) held fixed: a perturbed point keeps its cluster."""
-    with torch.no_grad():
-        target = model.log_posterior(x, temperature)
-    perturbed = model.log_posterior(x + noise * torch.randn_like(x), temperature)
-    return (target.exp() * (target - perturbed)).sum(dim=1)
+    index: int
+    seed: int
+    generator: torch.Generator
+    labeled: Tensor  # indices into x of the labeled points (CPU)
+    targets: Tensor  # their labels (CPU)
+    unlabeled: Tensor  # indices into x of the other points (CPU)
+    init: Optional[Tensor]  # initial assignment of every point (CPU), or None
+    history: History = field(default_factory=History)
 
 
 def fit(
@@ -131,21 +150,28 @@ def fit(
 ) -> History:
     """Train ``model`` on ``x`` with Adam; returns a :class:`History`. The model ends in eval mode.
 
+    Training runs up to three phases, each a number of epochs: ``init`` (when ``init`` is
+    given), ``pretrain`` (when ``pretrain_epochs > 0``) and ``main``.  To train several models
+    of one architecture (seeds, label budgets), :func:`fit_many` trains them together, several
+    times faster.
+
     Args:
         model: the mixture to train (moved to ``device`` if given).
         x: data, ``(N, D)``.
         labels: optional ``(N,)`` integers, ``-1`` for unlabeled points. Labeled points train
             their own component's likelihood ``log p(x|y) + log p(y)`` and q(c|x) by
             cross-entropy; each step sees a batch of unlabeled and a batch of labeled points.
-        epochs: passes over the unlabeled points.
+            Label at least two points (batch norm needs two), or none.
+        epochs: passes over the unlabeled points (over the labeled ones when all are labeled).
         batch_size: points per step (the last, smaller batch of an epoch is kept unless it has one point).
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay (an L2 penalty).
         temperature: a number, ``None`` (1.0) or a schedule ``step -> T`` (default: the
             paper's ``exp(-1e-3 t)``, floored at 0.01). It divides the posterior's logits.
         pretrain_epochs: epochs on the labeled points alone before the main phase.
-        seed: seeds torch's global generator and the shuffling.
-        device: where to train; default the model's device.
+        seed: seeds torch's global generator, the shuffling, the consistency noise and k-means.
+        device: where to train; default the model's device. A device that cannot hold data
+            (``"meta"``, or CUDA on a machine without it) is refused before the model is touched.
         progress: show a tqdm bar (notebook-aware).
         clip_grad_norm: clip the gradients' global norm to this value.
         objective: ``"elbo"`` (the paper) or ``"exact"``: maximum likelihood of the exact
@@ -166,111 +192,416 @@ def fit(
             ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite; the message names epoch and step,
-            and the model keeps the parameters of the last finite step.
+        FloatingPointError: the loss became NaN or infinite; the message names the phase
+            (init, pretrain, main), epoch and step. The model is left in eval mode with the
+            parameters and batch-norm statistics of the last finite step.
     """
+    options = {name: value for name, value in locals().items() if name not in ("model", "x", "labels", "seed")}
     if not isinstance(model, VMoNF):
         raise TypeError(f"model must be a VMoNF, got {type(model).__name__}")
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if batch_size < 2:
-        raise ValueError("batch_size must be at least 2 (batch norm needs two points)")
-    if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs, int) or pretrain_epochs < 0:
-        raise ValueError(f"pretrain_epochs must be an integer >= 0, got {pretrain_epochs!r}")
-    lr = check_number(lr, "lr")
-    weight_decay = check_number(weight_decay, "weight_decay", positive=False)
-    if objective not in ("elbo", "exact"):
-        raise ValueError(f"objective must be 'elbo' or 'exact', got {objective!r}")
-    consistency = check_number(consistency, "consistency", positive=False)
-    clip_grad_norm = check_number(clip_grad_norm, "clip_grad_norm", optional=True)
-    schedule = _schedule(temperature)
-    init_epochs = check_positive_int(init_epochs, "init_epochs")
-    init_lr = check_number(init_lr, "init_lr", optional=True)
-
-    if device is not None:
-        model.to(device)
-    ref = model.prior_logits
-    x = as_data(x, model.dim, "x", dtype=ref.dtype, device=ref.device)
-    y = None
-    if labels is not None:
-        y = as_labels(labels, x.shape[0], model.k, "labels").to(ref.device)
-    labeled = (y >= 0) if y is not None else torch.zeros(x.shape[0], dtype=torch.bool, device=ref.device)
-    x_lab, y_lab, x_unl = x[labeled], (y[labeled] if y is not None else None), x[~labeled]
-    if pretrain_epochs and x_lab.shape[0] < 2:
-        raise ValueError("pretrain_epochs needs at least two labeled points (labels >= 0)")
-    if x_unl.shape[0] == 1 or (x_unl.shape[0] == 0 and x_lab.shape[0] < 2):
-        raise ValueError("x needs at least two points to train on (batch norm needs two)")
-
-    init_assign = _initial_assignment(init, x, model.k, seed)
-
+    seeds = None if seed is None else [_check_seed(seed, "seed")]
+    settings = _settings(options)
     if seed is not None:
         torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
-    history = History()
-    own_init_lr = init_assign is not None and init_lr is not None
-    optimizer = _adam(list(model.parameters()), init_lr if own_init_lr else lr, weight_decay)
+    return _fit_runs([model], x, labels, seeds, settings, max_parallel=1)[0]
 
-    def step(loss: Tensor, epoch: int, index: int) -> float:
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"non-finite loss ({value}) at epoch {epoch}, step {index}: try a lower lr, "
-                "clip_grad_norm=1.0, standardised x, or a temperature floor"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        optimizer.step()
-        return value
 
-    model.train()
-    if init_assign is not None:
-        for epoch in trange(1, init_epochs + 1, desc="init", disable=not progress):
-            for i, b in enumerate(_batches(x.shape[0], batch_size, gen, ref.device), 1):
-                step(_labeled_loss(model, x[b], init_assign[b], objective).mean(), epoch, i)
-        history.init_agreement = _agreement(model, x, init_assign, exact=objective == "exact")
-        model.train()
-        if own_init_lr:  # the later phases train at lr, with Adam's moments started afresh
-            optimizer = _adam(list(model.parameters()), lr, weight_decay)
-    for epoch in trange(1, pretrain_epochs + 1, desc="pretrain", disable=not progress or not pretrain_epochs):
-        losses = [
-            step(_labeled_loss(model, x_lab[b], y_lab[b], objective).mean(), epoch, i)
-            for i, b in enumerate(_batches(x_lab.shape[0], batch_size, gen, ref.device), 1)
-        ]
-        history.pretrain_loss.append(sum(losses) / len(losses))
+def fit_many(
+    models: Sequence[VMoNF],
+    x: Any,
+    labels: Any = None,
+    *,
+    seeds: Optional[Sequence[int]] = None,
+    max_parallel: Optional[int] = None,
+    **options: Any,
+) -> List[History]:
+    """Train R models of one architecture on ``x`` together; returns their R histories in order.
 
-    unlabeled_n = x_unl.shape[0]
-    bar = trange(1, epochs + 1, desc="fit", disable=not progress)
-    for epoch in bar:
-        start, losses, temp = time.perf_counter(), [], schedule(history.steps + 1)
-        batches = _batches(unlabeled_n, batch_size, gen, ref.device) if unlabeled_n else _batches(x_lab.shape[0], batch_size, gen, ref.device)
-        for i, b in enumerate(batches, 1):
-            history.steps += 1
-            temp = schedule(history.steps)
-            if unlabeled_n:
-                xb = x_unl[b]
-                loss = _unlabeled_loss(model, xb, temp, objective).mean()
-                if consistency:
-                    loss = loss + consistency * _consistency(model, xb, temp, consistency_noise).mean()
-                if x_lab.shape[0] >= 2:
-                    lb = torch.randperm(x_lab.shape[0], generator=gen)[:batch_size].to(ref.device)
-                    loss = loss + _labeled_loss(model, x_lab[lb], y_lab[lb], objective).mean()
-            else:
-                loss = _labeled_loss(model, x_lab[b], y_lab[b], objective).mean()
-            losses.append(step(loss, epoch, i))
-        history.loss.append(sum(losses) / len(losses))
-        history.temperature.append(temp)
-        history.seconds.append(time.perf_counter() - start)
-        if progress:
-            bar.set_postfix(loss=f"{history.loss[-1]:.3f}", T=f"{temp:.3f}")
-        if callback is not None:
+    Every model ends trained, in eval mode, exactly as :func:`fit` with ``seed=seeds[r]``
+    would leave it (up to the rounding of batched products), but the R runs share each step:
+    their components are stacked R*K along the flows' leading axis and their encoders into one
+    stacked network, so R runs cost a few times one (``bench/speed.py``; chapter 6).  Each run
+    keeps its own seed, shuffling, initial assignment, labels and gradient clipping.
+
+    Args:
+        models: R :class:`VMoNF` of one configuration, dtype and device.
+        x: data, ``(N, D)``, shared by all runs.
+        labels: ``None``, one ``(N,)`` tensor for all runs, or a list of R such tensors (runs
+            may label different points, and different numbers of points: runs with the same
+            number of labeled points are trained together).
+        seeds: R integers (default: drawn from torch's global generator). Unlike :func:`fit`,
+            torch's global generator is not re-seeded.
+        max_parallel: at most this many runs share a pass (default: as many as half the free
+            memory of the device holds, by an estimate of a run's parameters, optimizer state and
+            activations); more runs are trained in turn.
+        **options: any keyword argument of :func:`fit` except ``seed``. ``init`` may also be a
+            list of R assignments; ``callback(epoch, model)`` is called for every model.
+            ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
+
+    Raises:
+        FloatingPointError: a loss became NaN or infinite; the message names the run (index
+            and seed), the phase, epoch and step. Every model of that pass is left in eval
+            mode with the state of the last finite step; runs of earlier passes are complete.
+
+    Example:
+        >>> import vmonf_mini as vm
+        >>> x, _ = vm.data.pinwheel(n_per_class=64, seed=0)
+        >>> models = [vm.VMoNF(2, 5, blocks=2, encoder_hidden=(8,)) for _ in range(3)]
+        >>> histories = vm.fit_many(models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False)
+        >>> [len(h.loss) for h in histories]
+        [2, 2, 2]
+    """
+    models = list(models) if isinstance(models, (list, tuple)) else models
+    if not isinstance(models, list) or not models or not all(isinstance(m, VMoNF) for m in models):
+        raise TypeError("models must be a non-empty list of VMoNF")
+    if len({id(m) for m in models}) != len(models):
+        raise ValueError("models holds the same VMoNF more than once; give every run its own model")
+    if "seed" in options:
+        raise TypeError("fit_many takes seeds=[...] (one per model), not seed=")
+    unknown = sorted(set(options) - set(_DEFAULTS) - {"epochs"})
+    if unknown:
+        raise TypeError(f"fit_many got unexpected keyword arguments {unknown}; it takes those of fit")
+    if "epochs" not in options:
+        raise TypeError("fit_many needs epochs=")
+    settings = _settings({**_DEFAULTS, **options})
+    if seeds is not None:
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__") or len(seeds) != len(models):
+            raise ValueError(f"seeds must hold one integer per model ({len(models)}), got {seeds!r}")
+        seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
+    if max_parallel is not None:
+        max_parallel = check_positive_int(max_parallel, "max_parallel")
+    return _fit_runs(models, x, labels, seeds, settings, max_parallel)
+
+
+_DEFAULTS: Dict[str, Any] = {
+    name: p.default
+    for name, p in inspect.signature(fit).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("epochs", "seed")
+}
+
+
+def _settings(options: Dict[str, Any]) -> _Settings:
+    """Validate :func:`fit`'s keyword arguments; errors name the argument."""
+    batch_size = check_positive_int(options["batch_size"], "batch_size")
+    if batch_size < 2:
+        raise ValueError("batch_size must be at least 2 (batch norm needs two points)")
+    pretrain = options["pretrain_epochs"]
+    if isinstance(pretrain, bool) or not isinstance(pretrain, (int, np.integer)) or pretrain < 0:
+        raise ValueError(f"pretrain_epochs must be an integer >= 0, got {pretrain!r}")
+    if options["objective"] not in ("elbo", "exact"):
+        raise ValueError(f"objective must be 'elbo' or 'exact', got {options['objective']!r}")
+    if not isinstance(options["progress"], (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {options['progress']!r}")
+    callback = options["callback"]
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    init = options["init"]
+    if isinstance(init, str) and init != "kmeans":
+        raise ValueError(f"init must be None, 'kmeans' or (N,) assignments, got {init!r}")
+    return _Settings(
+        epochs=check_positive_int(options["epochs"], "epochs"),
+        batch_size=batch_size,
+        lr=check_number(options["lr"], "lr"),
+        weight_decay=check_number(options["weight_decay"], "weight_decay", positive=False),
+        temperature=_schedule(options["temperature"]),
+        pretrain_epochs=int(pretrain),
+        device=_device(options["device"]),
+        progress=bool(options["progress"]),
+        clip_grad_norm=check_number(options["clip_grad_norm"], "clip_grad_norm", optional=True),
+        objective=options["objective"],
+        consistency=check_number(options["consistency"], "consistency", positive=False),
+        consistency_noise=check_number(options["consistency_noise"], "consistency_noise", positive=False),
+        callback=callback,
+        init=init,
+        init_epochs=check_positive_int(options["init_epochs"], "init_epochs"),
+        init_lr=check_number(options["init_lr"], "init_lr", optional=True),
+    )
+
+
+def _device(device: Any) -> Optional[torch.device]:
+    """``None``, or a device that can hold data: checked before any model is moved."""
+    if device is None:
+        return None
+    try:
+        chosen = torch.device(device)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"device {device!r} is not a torch device: {err}") from None
+    if chosen.type == "meta":
+        raise ValueError("cannot train on the 'meta' device: it holds shapes, not data (use 'cpu' or 'cuda')")
+    try:
+        torch.empty(1, device=chosen)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"cannot train on device {str(chosen)!r}: {err}") from None
+    return chosen
+
+
+def _check_seed(seed: Any, name: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def _per_run(value: Any, runs: int, n: int) -> List[Any]:
+    """``value`` for every run: a list of ``runs`` per-run arrays, or one value repeated."""
+    if isinstance(value, (list, tuple)) and len(value) == runs and runs > 0:
+        if all(isinstance(v, (Tensor, np.ndarray, list, tuple)) and len(v) == n for v in value):
+            return list(value)
+    return [value] * runs
+
+
+def _fit_runs(
+    models: List[VMoNF],
+    x: Any,
+    labels: Any,
+    seeds: Optional[List[int]],
+    s: _Settings,
+    max_parallel: Optional[int],
+) -> List[History]:
+    """Validate everything, then move the models and train them in passes of runs alike."""
+    problem = first_difference(models, compare_device=s.device is None)
+    if problem:
+        raise ValueError(f"fit_many needs models of one architecture: {problem}")
+    ref = models[0].prior_logits
+    points = as_data(x, models[0].dim, "x", dtype=ref.dtype).detach()  # a graph on x is not trained
+    n, k = points.shape[0], models[0].k
+    if seeds is None:
+        seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
+    runs = []
+    for i, (seed, y, init) in enumerate(zip(seeds, _per_run(labels, len(models), n), _per_run(s.init, len(models), n))):
+        runs.append(_new_run(i, seed, y, init, points, k, s))
+    device = s.device or ref.device
+    for model in models:
+        model.to(device)
+    points = points.to(device)
+    groups: Dict[int, List[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run.labeled.numel(), []).append(i)
+    width = max_parallel or _runs_that_fit(models[0], s, device)
+    if models[0].config["custom_components"]:  # flows of unknown structure cannot be stacked
+        width = 1
+    for members in groups.values():
+        for start in range(0, len(members), width):
+            chosen = members[start : start + width]
+            _Loop([models[i] for i in chosen], [runs[i] for i in chosen], points, s).train()
+    return [run.history for run in runs]
+
+
+def _new_run(index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings) -> _Run:
+    n = x.shape[0]
+    y = torch.full((n,), -1, dtype=torch.long) if labels is None else as_labels(labels, n, k, "labels").cpu()
+    labeled = (y >= 0).nonzero(as_tuple=True)[0]
+    unlabeled = (y < 0).nonzero(as_tuple=True)[0]
+    where = f" (run {index})" if index else ""
+    if labeled.numel() == 1:
+        raise ValueError(f"labels{where} mark one point: label at least two points (batch norm needs two), or none")
+    if s.pretrain_epochs and labeled.numel() < 2:
+        raise ValueError("pretrain_epochs needs at least two labeled points (labels >= 0)")
+    if unlabeled.numel() == 1 or (unlabeled.numel() == 0 and labeled.numel() < 2):
+        raise ValueError("x needs at least two points to train on (batch norm needs two)")
+    return _Run(
+        index=index,
+        seed=seed,
+        generator=torch.Generator().manual_seed(seed),
+        labeled=labeled,
+        targets=y[labeled],
+        unlabeled=unlabeled,
+        init=_initial_assignment(init, x, k, seed),
+    )
+
+
+def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
+    """How many runs of ``model`` half of the device's free memory holds, by a rough estimate.
+
+    A run needs its parameters four times (the stack's copy, gradients, Adam's two moments) and
+    the activations of up to three batches (unlabeled, perturbed, labeled), about four values
+    per output of every layer.
+    """
+    params = sum(p.numel() for p in model.parameters())
+    outputs = sum(
+        m.k * m.out_features if isinstance(m, StackedLinear) else m.out_features
+        for m in model.modules()
+        if isinstance(m, (StackedLinear, nn.Linear))
+    )
+    per_run = model.prior_logits.element_size() * (4 * params + 3 * 4 * s.batch_size * outputs)
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 64
+    return max(1, int(0.5 * free // max(per_run, 1)))
+
+
+class _Loop:
+    """The one training loop: every phase, for one run or many (a :class:`SingleRun` or :class:`RunStack`)."""
+
+    def __init__(self, models: List[VMoNF], runs: List[_Run], x: Tensor, s: _Settings) -> None:
+        self.models, self.runs, self.x, self.s = models, runs, x, s
+        self.stack = SingleRun(models[0]) if len(models) == 1 else RunStack(models)
+        self.with_init = runs[0].init is not None
+        self.optimizer = self._adam(s.init_lr if self.with_init and s.init_lr is not None else s.lr)
+        self.steps = 0
+        self.label = "" if len(runs) == 1 else f" ({len(runs)} runs)"
+
+    def _adam(self, lr: float) -> torch.optim.Optimizer:
+        return _adam(list(self.stack.parameters()), lr, self.s.weight_decay)
+
+    def train(self) -> None:
+        s, stack = self.s, self.stack
+        stack.train()
+        try:
+            if self.with_init:
+                every = torch.arange(self.x.shape[0])
+                for epoch in self._epochs("init", s.init_epochs):
+                    self._supervised_epoch("init", epoch, [every] * len(self.runs), [r.init for r in self.runs])
+                self._record_agreement()
+                if s.init_lr is not None:  # the later phases train at lr, with Adam's moments started afresh
+                    self.optimizer = self._adam(s.lr)
+            for epoch in self._epochs("pretrain", s.pretrain_epochs):
+                means = self._supervised_epoch("pretrain", epoch, [r.labeled for r in self.runs], [r.targets for r in self.runs])
+                for run, mean in zip(self.runs, means):
+                    run.history.pretrain_loss.append(mean)
+            bar = self._epochs("main", s.epochs)
+            for epoch in bar:
+                start = time.perf_counter()
+                if self.runs[0].unlabeled.numel():
+                    means = self._unlabeled_epoch(epoch)
+                else:
+                    means = self._supervised_epoch("main", epoch, [r.labeled for r in self.runs], [r.targets for r in self.runs])
+                seconds, temperature = time.perf_counter() - start, self._temperature()
+                for run, mean in zip(self.runs, means):
+                    run.history.loss.append(mean)
+                    run.history.temperature.append(temperature)
+                    run.history.seconds.append(seconds)
+                    run.history.steps = self.steps
+                if s.progress:
+                    bar.set_postfix(loss=f"{sum(means) / len(means):.3f}", T=f"{temperature:.3f}")
+                if s.callback is not None:
+                    self._call_back(epoch)
+        finally:
+            stack.write_back()
+            for model in self.models:
+                model.eval()
+
+    def _epochs(self, phase: str, count: int) -> Any:
+        return trange(1, count + 1, desc=phase + self.label, disable=not self.s.progress or not count)
+
+    def _temperature(self) -> float:
+        """The schedule's temperature at the current step (floored at MIN_TEMPERATURE where it divides)."""
+        return self.s.temperature(max(self.steps, 1))
+
+    def _batches(self, index_sets: List[Tensor]) -> List[Tensor]:
+        """One epoch's batches, ``(R, B)`` indices into x: each run shuffles its own set."""
+        order = torch.stack([idx[torch.randperm(idx.numel(), generator=r.generator)] for idx, r in zip(index_sets, self.runs)])
+        parts = list(order.to(self.x.device).split(self.s.batch_size, dim=1))
+        if len(parts) > 1 and parts[-1].shape[1] < 2:  # batch norm cannot use a batch of one
+            parts.pop()
+        return parts
+
+    def _supervised_epoch(self, phase: str, epoch: int, index_sets: List[Tensor], targets: List[Tensor]) -> List[float]:
+        """An epoch of the labeled loss: the init, pretrain and labeled-only main phases."""
+        by_point = torch.full((self.x.shape[0],), -1, dtype=torch.long)
+        lookup = []
+        for idx, t in zip(index_sets, targets):
+            table = by_point.clone()
+            table[idx] = t
+            lookup.append(table)
+        lookup_all = torch.stack(lookup).to(self.x.device)  # (R, N): each run's target of every point
+        totals = [0.0] * len(self.runs)
+        batches = self._batches(index_sets)
+        for i, idx in enumerate(batches, 1):
+            if phase == "main":
+                self.steps += 1
+            loss = lambda idx=idx: self._labeled(idx, lookup_all.gather(1, idx)).mean(1)  # noqa: E731
+            for r, value in enumerate(self._step(loss, phase, epoch, i)):
+                totals[r] += value
+        return [t / len(batches) for t in totals]
+
+    def _unlabeled_epoch(self, epoch: int) -> List[float]:
+        totals = [0.0] * len(self.runs)
+        batches = self._batches([r.unlabeled for r in self.runs])
+        for i, idx in enumerate(batches, 1):
+            self.steps += 1
+            temperature = max(self._temperature(), MIN_TEMPERATURE)
+            for r, value in enumerate(self._step(lambda idx=idx, t=temperature: self._main_loss(idx, t), "main", epoch, i)):
+                totals[r] += value
+        return [t / len(batches) for t in totals]
+
+    def _main_loss(self, idx: Tensor, temperature: float) -> Tensor:
+        """Per run: the unlabeled loss, the consistency term, and a batch of labeled points."""
+        s, x = self.s, self.x[idx]
+        log_q = None if s.objective == "exact" else tempered_log_q(self.stack.logits(x), temperature)
+        loss = unlabeled_loss(self.stack.joint(x), log_q, s.objective).mean(1)
+        if s.consistency:
+            with torch.no_grad():
+                target = tempered_log_q(self.stack.logits(x), temperature)
+            noise = torch.stack([torch.randn(x.shape[1:], generator=r.generator, dtype=x.dtype) for r in self.runs])
+            perturbed = tempered_log_q(self.stack.logits(x + s.consistency_noise * noise.to(x.device)), temperature)
+            loss = loss + s.consistency * consistency_kl(target, perturbed).mean(1)
+        if self.runs[0].labeled.numel() >= 2:
+            draws = [torch.randperm(r.labeled.numel(), generator=r.generator)[: s.batch_size] for r in self.runs]
+            picks = torch.stack([r.labeled[d] for r, d in zip(self.runs, draws)]).to(x.device)
+            targets = torch.stack([r.targets[d] for r, d in zip(self.runs, draws)]).to(x.device)
+            loss = loss + self._labeled(picks, targets).mean(1)
+        return loss
+
+    def _labeled(self, idx: Tensor, targets: Tensor) -> Tensor:
+        x = self.x[idx]
+        logits = None if self.s.objective == "exact" else self.stack.logits(x)
+        return labeled_loss(self.stack.joint(x), logits, targets, self.s.objective)
+
+    def _step(self, loss_of_runs: Callable[[], Tensor], phase: str, epoch: int, index: int) -> List[float]:
+        """One optimizer step on every run; a non-finite loss undoes the step's batch-norm updates."""
+        saved = self.stack.snapshot()
+        try:
+            losses = loss_of_runs()
+            values = losses.detach().tolist()
+            for run, value in zip(self.runs, values):
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"non-finite loss ({value}) in run {run.index} (seed {run.seed}), {phase} phase, "
+                        f"epoch {epoch}, step {index}: {_ADVICE}"
+                    )
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            if self.s.clip_grad_norm is not None:
+                self._clip(self.s.clip_grad_norm)
+            self.optimizer.step()
+        except BaseException:
+            self.stack.restore(saved)
+            raise
+        return values
+
+    @torch.no_grad()
+    def _clip(self, max_norm: float) -> None:
+        """Each run's gradients scaled to a norm of at most ``max_norm`` (as clip_grad_norm_ does per model)."""
+        grads = self.stack.run_views([p.grad for p in self.stack.parameters() if p.grad is not None])
+        norms = torch.stack([g.pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
+        for g in grads:
+            g.mul_(scale)
+
+    def _record_agreement(self) -> None:
+        self.stack.write_back()
+        for model, run in zip(self.models, self.runs):
+            assign = run.init.to(self.x.device)
+            run.history.init_agreement = _agreement(model, self.x, assign, exact=self.s.objective == "exact")
+        self.stack.train()
+
+    def _call_back(self, epoch: int) -> None:
+        self.stack.write_back()
+        for model in self.models:
             model.eval()
             with torch.no_grad():
-                callback(epoch, model)
-            model.train()
-    model.eval()
-    return history
+                self.s.callback(epoch, model)
+        self.stack.train()
+
+
+def _labels_of(run: _Run, picks: Tensor) -> Tensor:
+    """The labels of ``picks`` (indices into x of labeled points of ``run``)."""
+    position = torch.searchsorted(run.labeled, picks)
+    return run.targets[position]
 
 
 def _adam(params: List[Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
@@ -292,23 +623,23 @@ def _agreement(model: VMoNF, x: Tensor, assign: Tensor, exact: bool, chunk: int 
 
 
 def _initial_assignment(init: Any, x: Tensor, k: int, seed: Optional[int]) -> Optional[Tensor]:
-    """``None``, or initial cluster indices ``(N,)`` on ``x``'s device."""
+    """``None``, or initial cluster indices ``(N,)`` on the CPU."""
     if init is None:
         return None
     if isinstance(init, str):
-        if init != "kmeans":
-            raise ValueError(f"init must be None, 'kmeans' or (N,) assignments, got {init!r}")
         from sklearn.cluster import KMeans
 
         points = x.detach().cpu().double().numpy()
         assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
-        return torch.as_tensor(assign, dtype=torch.long, device=x.device)
-    return as_labels(init, x.shape[0], k, "init", allow_unlabeled=False).to(x.device)
+        return torch.as_tensor(assign, dtype=torch.long)
+    return as_labels(init, x.shape[0], k, "init", allow_unlabeled=False).cpu()
 
 
 def _schedule(temperature: Schedule) -> Callable[[int], float]:
     if temperature is None:
         return lambda step: 1.0
+    if isinstance(temperature, (bool, np.bool_)):
+        raise TypeError(f"temperature must be a number, None or a schedule step -> T, got {temperature!r}")
     if callable(temperature):
         return lambda step: check_temperature(temperature(step), "temperature(step)")
     value = check_temperature(temperature)

@@ -1,0 +1,144 @@
+"""fit_many: R runs trained together end exactly where R separate fit calls end."""
+
+import copy
+
+import pytest
+import torch
+
+import vmonf_mini as vm
+from vmonf_mini import VMoNF, fit, fit_many
+from vmonf_mini.data import pinwheel, two_circles
+
+
+def _model(seed, **kw):
+    torch.manual_seed(seed)
+    options = dict(blocks=2, hidden=8, encoder_hidden=(8, 8))
+    options.update(kw)
+    return VMoNF(2, options.pop("k", 3), **options).double()
+
+
+def _assert_same_state(a: VMoNF, b: VMoNF, atol=1e-6):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        if sa[name].is_floating_point():
+            torch.testing.assert_close(sa[name], sb[name], atol=atol, rtol=0, msg=name)
+        else:
+            assert torch.equal(sa[name], sb[name]), name
+
+
+def _labels(y, per_class, seed):
+    """``per_class`` labels of each class, chosen by ``seed``; -1 elsewhere."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.full_like(y, -1)
+    for c in y.unique():
+        where = (y == c).nonzero(as_tuple=True)[0]
+        chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
+        labels[chosen] = y[chosen]
+    return labels
+
+
+def test_fit_many_equals_sequential_fit_with_labels_kmeans_pretraining_and_learned_prior():
+    """The contract, in float64: each run ends with the parameters and buffers fit gives it."""
+    x, y = two_circles(n_per_circle=96, seed=0)
+    x = x.double()
+    labels = [_labels(y, 6, seed=s) for s in range(3)]  # runs label different points
+    options = dict(epochs=3, batch_size=40, lr=3e-3, pretrain_epochs=2, init="kmeans", init_epochs=2,
+                   init_lr=1e-2, clip_grad_norm=0.5, consistency=0.5, progress=False)
+    seeds = [11, 12, 13]
+    originals = [_model(s, k=2, prior="learned") for s in range(3)]
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    expected = [fit(m, x, lab, seed=s, **options) for m, lab, s in zip(alone, labels, seeds)]
+    histories = fit_many(together, x, labels, seeds=seeds, **options)
+    for a, b, h_a, h_b in zip(alone, together, expected, histories):
+        _assert_same_state(a, b)
+        assert not b.training
+        assert h_b.loss == pytest.approx(h_a.loss, abs=1e-9)
+        assert h_b.pretrain_loss == pytest.approx(h_a.pretrain_loss, abs=1e-9)
+        assert h_b.init_agreement == h_a.init_agreement and h_b.steps == h_a.steps
+    # and the runs really differ from one another
+    assert not torch.allclose(together[0].prior_logits, together[1].prior_logits)
+
+
+def test_fit_many_equals_fit_for_maf_the_exact_objective_and_different_label_counts():
+    x, y = pinwheel(n_per_class=40, seed=2)
+    x = x.double()
+    labels = [torch.full_like(y, -1), _labels(y, 4, seed=1), _labels(y, 4, seed=2), _labels(y, 8, seed=3)]
+    options = dict(epochs=2, batch_size=64, lr=1e-3, objective="exact", progress=False)
+    originals = [_model(s, k=5, flow="maf", hidden=16) for s in range(4)]
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    for m, lab, s in zip(alone, labels, range(4)):
+        fit(m, x, lab, seed=s, **options)
+    fit_many(together, x, labels, seeds=list(range(4)), **options)
+    for a, b in zip(alone, together):
+        _assert_same_state(a, b)
+
+
+def test_fit_many_clips_each_run_by_its_own_norm():
+    """A run with huge gradients must not shrink another run's step (no norm over all runs)."""
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    x = x.double()
+    options = dict(epochs=1, batch_size=32, lr=1e-2, clip_grad_norm=1e-3, progress=False)
+    originals = [_model(0), _model(1)]
+    with torch.no_grad():  # run 1's encoder starts with enormous weights: enormous gradients
+        originals[1].encoder[0].weight.mul_(1e4)
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    for m, s in zip(alone, (0, 1)):
+        fit(m, x, seed=s, **options)
+    fit_many(together, x, seeds=[0, 1], **options)
+    _assert_same_state(alone[0], together[0])
+
+
+def test_fit_many_chunks_runs_and_calls_back_for_every_model():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    x = x.double()
+    seen = []
+    models = [_model(s) for s in range(3)]
+    reference = [copy.deepcopy(m) for m in models]
+    fit_many(models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False, max_parallel=2,
+             callback=lambda epoch, model: seen.append((epoch, id(model), model.training)))
+    assert sorted(seen) == sorted((e, id(m), False) for e in (1, 2) for m in models)
+    fit_many(reference, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False)
+    for a, b in zip(models, reference):
+        _assert_same_state(a, b)
+
+
+def test_fit_many_refuses_models_of_different_architectures_naming_the_difference():
+    x, _ = pinwheel(n_per_class=16, seed=0)
+    with pytest.raises(ValueError, match=r"models\[1\] has blocks=3, models\[0\] has blocks=2"):
+        fit_many([_model(0), _model(1, blocks=3)], x, epochs=1)
+    with pytest.raises(ValueError, match="dtype"):
+        fit_many([_model(0), _model(1).float()], x, epochs=1)
+    model = _model(0)
+    with pytest.raises(ValueError, match="same VMoNF more than once"):
+        fit_many([model, model], x, epochs=1)
+    with pytest.raises(ValueError, match="seeds must hold one integer per model"):
+        fit_many([_model(0), _model(1)], x, seeds=[1], epochs=1)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fit_many([_model(0)], x, epochs=1, epoch=3)
+    with pytest.raises(TypeError, match="seeds="):
+        fit_many([_model(0)], x, epochs=1, seed=3)
+
+
+def test_fit_many_names_the_run_phase_epoch_and_step_of_a_nonfinite_loss():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    models = [_model(s) for s in range(3)]
+    with torch.no_grad():
+        models[2].components.layers[0].t_net.layers[0].weight[0].fill_(float("nan"))
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    with pytest.raises(FloatingPointError, match=r"run 2 \(seed 7\), main phase, epoch 1, step 1"):
+        fit_many(models, x.double(), seeds=[5, 6, 7], epochs=2, batch_size=64, progress=False)
+    for model, state in zip(models, before):  # the failing first step changed nothing, not even batch norm
+        assert not model.training
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, state[name]) or torch.isnan(value).any(), name
+
+
+def test_fit_many_of_custom_components_trains_them_one_at_a_time():
+    x, _ = pinwheel(n_per_class=16, seed=0)
+    models = [VMoNF(2, 2, components=[vm.flows.realnvp(2, k=1, blocks=2) for _ in range(2)]) for _ in range(2)]
+    histories = fit_many(models, x, seeds=[0, 1], epochs=1, batch_size=32, progress=False)
+    assert [len(h.loss) for h in histories] == [1, 1]
