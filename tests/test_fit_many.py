@@ -142,3 +142,24 @@ def test_fit_many_of_custom_components_trains_them_one_at_a_time():
     models = [VMoNF(2, 2, components=[vm.flows.realnvp(2, k=1, blocks=2) for _ in range(2)]) for _ in range(2)]
     histories = fit_many(models, x, seeds=[0, 1], epochs=1, batch_size=32, progress=False)
     assert [len(h.loss) for h in histories] == [1, 1]
+
+
+def test_fit_many_takes_one_data_set_per_run():
+    """Chapter 7 appends each seed's own labeled points: runs with their own x equal fit on that x."""
+    x, y = two_circles(n_per_circle=64, seed=0)
+    datasets, labels = [], []
+    for seed in range(3):
+        extra, extra_y = two_circles(n_per_circle=4, seed=100 + seed)
+        datasets.append(torch.cat([x, extra]).double())
+        labels.append(torch.cat([torch.full_like(y, -1), extra_y]))
+    options = dict(epochs=2, batch_size=32, pretrain_epochs=2, progress=False)
+    originals = [_model(s, k=2) for s in range(3)]
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    for m, xs, ls, s in zip(alone, datasets, labels, range(3)):
+        fit(m, xs, ls, seed=s, **options)
+    fit_many(together, datasets, labels, seeds=[0, 1, 2], **options)
+    for a, b in zip(alone, together):
+        _assert_same_state(a, b)
+    with pytest.raises(ValueError, match=r"x\[1\] must have shape"):
+        fit_many([_model(0, k=2), _model(1, k=2)], [datasets[0], datasets[1][:, :1]], epochs=1)

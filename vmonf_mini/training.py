@@ -23,7 +23,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -118,6 +118,7 @@ class _Run:
     index: int
     seed: int
     generator: torch.Generator
+    x: Tensor  # the run's data, (N, D)
     labeled: Tensor  # indices into x of the labeled points (CPU)
     targets: Tensor  # their labels (CPU)
     unlabeled: Tensor  # indices into x of the other points (CPU)
@@ -225,10 +226,11 @@ def fit_many(
 
     Args:
         models: R :class:`VMoNF` of one configuration, dtype and device.
-        x: data, ``(N, D)``, shared by all runs.
+        x: data, ``(N, D)``, shared by all runs; or a list of R data sets (tensors or arrays),
+            one per run (chapter 7 appends each seed's own labeled points).
         labels: ``None``, one ``(N,)`` tensor for all runs, or a list of R such tensors (runs
-            may label different points, and different numbers of points: runs with the same
-            number of labeled points are trained together).
+            may label different points, and different numbers of points). Runs with as many
+            points and as many labeled points share a pass; other runs are trained in turn.
         seeds: R integers (default: drawn from torch's global generator). Unlike :func:`fit`,
             torch's global generator is not re-seeded.
         max_parallel: at most this many runs share a pass (default: as many as half the free
@@ -362,28 +364,41 @@ def _fit_runs(
     if problem:
         raise ValueError(f"fit_many needs models of one architecture: {problem}")
     ref = models[0].prior_logits
-    points = as_data(x, models[0].dim, "x", dtype=ref.dtype).detach()  # a graph on x is not trained
-    n, k = points.shape[0], models[0].k
+    r = len(models)
+    datasets = x if _is_per_run_data(x, r) else [x] * r
+    shared = datasets[0] is x
+    points = [as_data(d, models[0].dim, "x" if shared else f"x[{i}]", dtype=ref.dtype).detach() for i, d in
+              enumerate(datasets[:1] if shared else datasets)]  # .detach(): a graph on x is not trained
+    points = points * r if shared else points
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
     runs = []
-    for i, (seed, y, init) in enumerate(zip(seeds, _per_run(labels, len(models), n), _per_run(s.init, len(models), n))):
-        runs.append(_new_run(i, seed, y, init, points, k, s))
+    for i, (seed, data) in enumerate(zip(seeds, points)):
+        n = data.shape[0]
+        runs.append(_new_run(i, seed, _per_run(labels, r, n)[i], _per_run(s.init, r, n)[i], data, models[0].k, s))
     device = s.device or ref.device
     for model in models:
         model.to(device)
-    points = points.to(device)
-    groups: Dict[int, List[int]] = {}
+    groups: Dict[Tuple[int, int], List[int]] = {}  # runs alike: as many points, as many of them labeled
     for i, run in enumerate(runs):
-        groups.setdefault(run.labeled.numel(), []).append(i)
+        groups.setdefault((run.x.shape[0], run.labeled.numel()), []).append(i)
     width = max_parallel or _runs_that_fit(models[0], s, device)
     if models[0].config["custom_components"]:  # flows of unknown structure cannot be stacked
         width = 1
     for members in groups.values():
         for start in range(0, len(members), width):
             chosen = members[start : start + width]
-            _Loop([models[i] for i in chosen], [runs[i] for i in chosen], points, s).train()
+            _Loop([models[i] for i in chosen], [runs[i] for i in chosen], device, s).train()
     return [run.history for run in runs]
+
+
+def _is_per_run_data(x: Any, runs: int) -> bool:
+    """Whether ``x`` is a list of ``runs`` data sets (each a 2-D tensor or array) rather than one."""
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) == runs
+        and all(isinstance(d, (Tensor, np.ndarray)) and d.ndim == 2 for d in x)
+    )
 
 
 def _new_run(index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings) -> _Run:
@@ -402,6 +417,7 @@ def _new_run(index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s
         index=index,
         seed=seed,
         generator=torch.Generator().manual_seed(seed),
+        x=x,
         labeled=labeled,
         targets=y[labeled],
         unlabeled=unlabeled,
@@ -436,8 +452,14 @@ def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
 class _Loop:
     """The one training loop: every phase, for one run or many (a :class:`SingleRun` or :class:`RunStack`)."""
 
-    def __init__(self, models: List[VMoNF], runs: List[_Run], x: Tensor, s: _Settings) -> None:
-        self.models, self.runs, self.x, self.s = models, runs, x, s
+    def __init__(self, models: List[VMoNF], runs: List[_Run], device: torch.device, s: _Settings) -> None:
+        self.models, self.runs, self.s = models, runs, s
+        first = runs[0].x
+        if all(run.x is first for run in runs):  # one data set for all: a view, no copy
+            self.x = first.to(device).expand(len(runs), *first.shape)
+        else:
+            self.x = torch.stack([run.x for run in runs]).to(device)
+        self.rows = torch.arange(len(runs), device=device).unsqueeze(1)  # x[rows, idx]: run r's points idx[r]
         self.stack = SingleRun(models[0]) if len(models) == 1 else RunStack(models)
         self.with_init = runs[0].init is not None
         self.optimizer = self._adam(s.init_lr if self.with_init and s.init_lr is not None else s.lr)
@@ -452,7 +474,7 @@ class _Loop:
         stack.train()
         try:
             if self.with_init:
-                every = torch.arange(self.x.shape[0])
+                every = torch.arange(self.x.shape[1])
                 for epoch in self._epochs("init", s.init_epochs):
                     self._supervised_epoch("init", epoch, [every] * len(self.runs), [r.init for r in self.runs])
                 self._record_agreement()
@@ -501,7 +523,7 @@ class _Loop:
 
     def _supervised_epoch(self, phase: str, epoch: int, index_sets: List[Tensor], targets: List[Tensor]) -> List[float]:
         """An epoch of the labeled loss: the init, pretrain and labeled-only main phases."""
-        by_point = torch.full((self.x.shape[0],), -1, dtype=torch.long)
+        by_point = torch.full((self.x.shape[1],), -1, dtype=torch.long)
         lookup = []
         for idx, t in zip(index_sets, targets):
             table = by_point.clone()
@@ -530,7 +552,7 @@ class _Loop:
 
     def _main_loss(self, idx: Tensor, temperature: float) -> Tensor:
         """Per run: the unlabeled loss, the consistency term, and a batch of labeled points."""
-        s, x = self.s, self.x[idx]
+        s, x = self.s, self.x[self.rows, idx]
         log_q = None if s.objective == "exact" else tempered_log_q(self.stack.logits(x), temperature)
         loss = unlabeled_loss(self.stack.joint(x), log_q, s.objective).mean(1)
         if s.consistency:
@@ -547,7 +569,7 @@ class _Loop:
         return loss
 
     def _labeled(self, idx: Tensor, targets: Tensor) -> Tensor:
-        x = self.x[idx]
+        x = self.x[self.rows, idx]
         logits = None if self.s.objective == "exact" else self.stack.logits(x)
         return labeled_loss(self.stack.joint(x), logits, targets, self.s.objective)
 
@@ -584,9 +606,9 @@ class _Loop:
 
     def _record_agreement(self) -> None:
         self.stack.write_back()
-        for model, run in zip(self.models, self.runs):
-            assign = run.init.to(self.x.device)
-            run.history.init_agreement = _agreement(model, self.x, assign, exact=self.s.objective == "exact")
+        for model, run, x in zip(self.models, self.runs, self.x):
+            assign = run.init.to(x.device)
+            run.history.init_agreement = _agreement(model, x, assign, exact=self.s.objective == "exact")
         self.stack.train()
 
     def _call_back(self, epoch: int) -> None:
@@ -596,12 +618,6 @@ class _Loop:
             with torch.no_grad():
                 self.s.callback(epoch, model)
         self.stack.train()
-
-
-def _labels_of(run: _Run, picks: Tensor) -> Tensor:
-    """The labels of ``picks`` (indices into x of labeled points of ``run``)."""
-    position = torch.searchsorted(run.labeled, picks)
-    return run.targets[position]
 
 
 def _adam(params: List[Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
