@@ -9,7 +9,7 @@ The companion package of the book *Variational Mixtures of Normalizing Flows, by
 torch.Size([3])
 """
 
-from . import checks, data, flows, metrics, notebook, objectives, preprocess, stacking
+from . import checks, data, experiments, flows, metrics, notebook, objectives, preprocess, records, stacking
 from .mixture import VMoNF
 from .notebook import budget, default_device, pick, seed_everything
 from .training import ExponentialDecay, History, fit, fit_many
@@ -32,5 +32,7 @@ __all__ = [
     "preprocess",
     "objectives",
     "stacking",
+    "experiments",
+    "records",
 ]
 __version__ = "0.1.0"
