@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session (the `device` tool of this workplace): a CUDA check of fit_many, the R-runs
-# speed table on the GPU, then the MNIST record (`make record`'s command). Not used by CI.
+# One GPU session (the `device` tool of this workplace): a CUDA check of fit_many, the MNIST
+# record (`make record`'s command on the GPU), then the R-runs speed table on the GPU. Not used by CI.
 # Usage there: VMONF_RECORD_COMMIT=<commit> bash tools/device_check.sh "$OUT"
 set -uo pipefail
 out=${1:-/tmp/device_out}
@@ -25,6 +25,6 @@ worst = max((a - b).abs().max().item() for ma, mb in zip(alone, together)
 print("CUDA fit_many vs fit, largest difference:", worst)
 assert worst < 1e-6
 PY
-timeout 200 python3 bench/speed.py --only runs --device cuda 2>&1 | tee "$out/bench_runs_cuda.txt"
-timeout 420 python3 tools/record.py --budget full --out "$out" --device cuda 2>&1 | tee "$out/record_log.txt"
+timeout 400 python3 tools/record.py --budget full --out "$out" --device cuda 2>&1 | tee "$out/record_log.txt"
+timeout 170 python3 bench/speed.py --only runs --device cuda 2>&1 | tee "$out/bench_runs_cuda.txt"
 ls -la "$out"
