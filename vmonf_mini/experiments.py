@@ -30,7 +30,7 @@ from .metrics import ari, cluster_accuracy, match_clusters, nmi
 from .mixture import VMoNF
 from .training import ExponentialDecay, History, fit_many
 
-__all__ = ["PaperMNIST", "PAPER_MNIST", "PAPER_TABLE1", "PaperResult", "paper_mnist", "matched_table"]
+__all__ = ["PaperMNIST", "PAPER_MNIST", "PAPER_TABLE1", "PaperResult", "paper_mnist", "matched_table", "clusters_in_use"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class PaperResult:
     models: List[VMoNF] = field(repr=False)
     histories: List[History] = field(repr=False)
     samples: np.ndarray = field(repr=False)  # (seeds, K, samples, D), pixels in [0, 1]
+    subset: Tensor = field(repr=False)  # indices of the training images used
     seconds: float = 0.0
 
 
@@ -97,6 +98,11 @@ def matched_table(y: Any, clusters: Any, k: int) -> Tuple[np.ndarray, List[int]]
     order += [c for c in range(k) if c not in order]
     table = counts / counts.sum(axis=1, keepdims=True)
     return table[:, order], [int(c) for c in order]
+
+
+def clusters_in_use(table: Any, share: float = 0.01) -> int:
+    """Columns (clusters) of a ``P(cluster | label)`` table that hold at least ``share`` of some label."""
+    return int((np.asarray(table).max(axis=0) >= share).sum())
 
 
 def paper_mnist(
@@ -148,7 +154,7 @@ def paper_mnist(
             clusters_per_digit=[int(v) for v in (table_train >= 0.10).sum(1)],
         ))
     return PaperResult(config=config, runs=runs, models=models, histories=histories,
-                       samples=np.stack(samples), seconds=time.perf_counter() - tic)
+                       samples=np.stack(samples), subset=subset, seconds=time.perf_counter() - tic)
 
 
 def _predict(model: VMoNF, x: Tensor, device: torch.device, chunk: int = 4096) -> np.ndarray:

@@ -177,14 +177,19 @@ def contingency_heatmap(
     row_labels: Optional[Sequence] = None,
     ax: Optional[Axes] = None,
     title: str = "P(cluster | digit)",
+    col_labels: Optional[Sequence] = None,
 ) -> Axes:
-    """Table 1 as a heatmap: rows are true labels, columns clusters, each cell annotated."""
+    """Table 1 as a heatmap: rows are true labels, columns clusters, each cell annotated.
+
+    ``col_labels`` names the columns (e.g. the cluster indices of a matched order, so that the
+    diagonal holds each label's matched cluster: :func:`vmonf_mini.experiments.matched_table`).
+    """
     table = np.asarray(table, dtype=float)
     ax = ax or plt.subplots(figsize=(1 + 0.8 * table.shape[1], 1 + 0.6 * table.shape[0]))[1]
     ax.imshow(table, cmap="Blues", vmin=0, vmax=max(1.0, table.max()))
     for (i, j), v in np.ndenumerate(table):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v > 0.6 else "black", fontsize=8)
-    ax.set_xticks(range(table.shape[1]))
+    ax.set_xticks(range(table.shape[1]), labels=list(col_labels) if col_labels is not None else range(table.shape[1]))
     ax.set_yticks(range(table.shape[0]), labels=list(row_labels) if row_labels is not None else range(table.shape[0]))
     ax.set_xlabel("cluster")
     ax.set_ylabel("label")

@@ -39,6 +39,9 @@ __all__ = [
     "config_differences",
     "hardware",
     "record_box",
+    "find_record",
+    "html_table",
+    "figure_html",
 ]
 
 #: What every record says of its run.
@@ -161,3 +164,37 @@ def record_box(record: Mapping[str, Any], body_html: str) -> str:
               f"seeds {p['seeds']}; file <code>book/recorded/{html.escape(record['name'])}.json</code>.")
     return (f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
             f"{body_html}<p>{footer}</p></div>")
+
+
+def find_record(name: str, folders: Sequence[PathLike] = ("recorded", "book/recorded")) -> Optional[Dict[str, Any]]:
+    """The record ``name`` from the first folder (relative to the working directory) that holds it.
+
+    A chapter runs with its own folder, ``book/``, as working directory; ``None`` when no
+    folder holds it (a chapter opened alone, in Colab).
+    """
+    for folder in folders:
+        path = Path(folder) / f"{name}.json"
+        if path.is_file():
+            return read_record(path)
+    return None
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain HTML table (cells are escaped; numbers as given)."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_html(fig: Any, dpi: int = 90) -> str:
+    """A matplotlib figure as an inline PNG ``<img>`` (closes the figure)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="figure of the recorded run" src="data:image/png;base64,{encoded}"/>'
