@@ -170,15 +170,18 @@ class MADE(nn.Module):
     def __init__(self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         widths = _widths(hidden)
-        order_t = torch.arange(dim) if order is None else torch.as_tensor(list(order))
+        # the masks are computed on the CPU (also when a model is built on the meta device, as
+        # VMoNF.load does to check a checkpoint's shapes) and follow the module's .to() as buffers
+        cpu = torch.device("cpu")
+        order_t = torch.arange(dim, device=cpu) if order is None else torch.as_tensor(list(order), device=cpu)
         if sorted(order_t.tolist()) != list(range(dim)):
             raise ValueError(f"order must be a permutation of range({dim})")
-        degree_in = torch.empty(dim, dtype=torch.long)
-        degree_in[order_t] = torch.arange(1, dim + 1)  # feature order[j] has degree j + 1
+        degree_in = torch.empty(dim, dtype=torch.long, device=cpu)
+        degree_in[order_t] = torch.arange(1, dim + 1, device=cpu)  # feature order[j] has degree j + 1
         self.register_buffer("order", order_t)
         degrees = [degree_in]
         for width in widths:  # hidden degrees cycle through 1..dim-1 (all 0 when dim == 1)
-            degrees.append(torch.arange(width) % max(dim - 1, 1) + min(dim - 1, 1))
+            degrees.append(torch.arange(width, device=cpu) % max(dim - 1, 1) + min(dim - 1, 1))
         masks = [(d_out[None, :] >= d_in[:, None]).float() for d_in, d_out in zip(degrees[:-1], degrees[1:])]
         out_mask = (degree_in[None, :] > degrees[-1][:, None]).float()
         masks.append(torch.cat([out_mask, out_mask], dim=1))  # [means | log-scales]

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -52,11 +55,101 @@ def _encoder(dim: int, k: int, hidden: Sequence[int], batch_norm: bool) -> nn.Se
     return nn.Sequential(*layers)
 
 
+#: Marks the temporary files of :meth:`VMoNF.save`: ``.<name>.vmonf-tmp-<host>-<pid>-<random>``.
+_TMP_MARK = ".vmonf-tmp-"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+#: A temporary file not modified for this long is stale whoever wrote it (a save writes continuously).
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+def _writer_is_gone(host: str, pid: int) -> bool:
+    """True when process ``pid`` of this host no longer exists (POSIX; elsewhere we cannot tell)."""
+    if host != _HOST or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, run by another user
+        return False
+    return False
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files that killed saves left in ``folder``.
+
+    A temporary file is stale when the process named in it (host and pid) is gone, or when it has
+    not been modified for :data:`STALE_TEMPORARY_SECONDS` (a reused pid, or a save from another
+    machine on a shared file system).  A save in progress keeps its file: its process is alive and
+    it is writing.  Files that do not carry the ``.vmonf-tmp-`` mark are never touched.
+    """
+    now = time.time()
+    for tmp in folder.glob(f".*{_TMP_MARK}*"):
+        owner = tmp.name.rsplit(_TMP_MARK, 1)[1].rsplit("-", 2)  # host (may hold "-"), pid, random
+        gone = len(owner) == 3 and owner[1].isdigit() and _writer_is_gone(owner[0], int(owner[1]))
+        try:
+            if gone or now - tmp.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                tmp.unlink()
+        except OSError:  # removed meanwhile by another save, or not ours to remove
+            continue
+
+
 def _new_file_mode() -> int:
     """The permissions ``open(path, "w")`` gives a new file: 0o666 minus the umask."""
     umask = os.umask(0o022)  # the only way to read the umask is to set it...
     os.umask(umask)  # ...and put it back
     return 0o666 & ~umask
+
+
+def _saved_shapes(path: Path, state: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a VMoNF checkpoint (its state_dict holds values that are not tensors)")
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
+def _sizes_in(config: Dict[str, Any]) -> Tuple[int, int]:
+    """The largest width and the longest list of widths that ``config`` asks for (ints only)."""
+    widths, lengths = [], []
+    for key in ("dim", "k", "hidden", "encoder_hidden"):
+        value = config.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        widths += [v for v in values if isinstance(v, int)]
+        lengths.append(len(values))
+    blocks = config.get("blocks")
+    return max(widths, default=0), max([*lengths, blocks if isinstance(blocks, int) else 0])
+
+
+def _check_config_fits_weights(cls: type, path: Path, config: Dict[str, Any], state: Dict[str, Any]) -> None:
+    """Refuse a config whose model would not hold exactly the saved tensors, before building it.
+
+    First, cheaply: every width the config names (``dim``, ``k``, ``hidden``, ``encoder_hidden``)
+    must be at most the largest axis of a saved tensor, and ``blocks`` and the number of hidden
+    layers at most the number of saved tensors (each adds at least one), so a tampered config
+    cannot make ``load`` allocate more than the file holds.  Then the model is built on the
+    ``meta`` device (shapes only, no memory) and its tensors' names and shapes compared.
+    """
+    shapes = _saved_shapes(path, state)
+    largest_axis = max((max(s, default=1) for s in shapes.values()), default=0)
+    widest, longest = _sizes_in(config)
+    if widest > largest_axis or longest > len(shapes):
+        raise ValueError(
+            f"{path}: weights do not match the architecture in its config: the config asks for sizes up to "
+            f"{widest} and {longest} layers, the {len(shapes)} saved tensors have no axis longer than {largest_axis}"
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: this vmonf_mini cannot build the model its config describes: {err}") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    if expected != shapes:
+        missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
+        wrong = [f"{n} {shapes[n]} (config: {expected[n]})" for n in sorted(expected.keys() & shapes.keys())
+                 if expected[n] != shapes[n]]
+        details = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+                            if names)
+        raise ValueError(f"{path}: weights do not match the architecture in its config: {details}")
 
 
 class VMoNF(nn.Module):
@@ -138,7 +231,7 @@ class VMoNF(nn.Module):
                 raise ValueError(f"prior must be None, 'learned' or K probabilities, got {prior!r}")
             self.prior_logits = nn.Parameter(torch.zeros(k))
         else:
-            p = torch.as_tensor(prior, dtype=torch.get_default_dtype())
+            p = torch.as_tensor(prior, dtype=torch.get_default_dtype(), device="cpu")  # checked here, then a buffer
             if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
                 raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
             if abs(float(p.sum()) - 1.0) > 1e-4:
@@ -227,7 +320,12 @@ class VMoNF(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write config and weights to ``path`` atomically (a temporary file, then a rename)."""
+        """Write config and weights to ``path`` atomically (a temporary file, then a rename).
+
+        The temporary file, ``.<name>.vmonf-tmp-<host>-<pid>-<random>`` in the same folder, is
+        removed if the save fails; one left by a killed save is removed by the next ``save`` into
+        that folder (see :func:`_remove_stale_temporaries`).
+        """
         if self.config["custom_components"]:
             raise ValueError("save() needs the built-in flows; with custom components use torch.save(model.state_dict())")
         path = Path(path)
@@ -236,7 +334,9 @@ class VMoNF(nn.Module):
             "config": self.config,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        folder = path.parent if str(path.parent) else Path(".")
+        _remove_stale_temporaries(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(payload, f)
@@ -250,7 +350,11 @@ class VMoNF(nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> "VMoNF":
-        """Rebuild a model written by :meth:`save` (read with ``weights_only=True``)."""
+        """Rebuild a model written by :meth:`save` (read with ``weights_only=True``), in eval mode.
+
+        The loaded model answers exactly as the saved one did in eval mode (batch norm uses the
+        saved running averages); call ``.train()`` on it to resume training.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
@@ -268,6 +372,7 @@ class VMoNF(nn.Module):
         if not isinstance(config, dict) or not isinstance(state, dict):
             raise ValueError(f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)")
         config = {k: v for k, v in config.items() if k != "custom_components"}
+        _check_config_fits_weights(cls, path, config, state)
         try:
             model = cls(**config)
         except (TypeError, ValueError) as err:
@@ -278,4 +383,4 @@ class VMoNF(nn.Module):
             model.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(f"{path}: weights do not match the architecture in its config: {err}") from None
-        return model
+        return model.eval()
