@@ -23,7 +23,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -31,10 +31,12 @@ from torch import Tensor, nn
 from .checks import as_data, check_positive_int, check_temperature
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
-__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT"]
+__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
 
 #: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
 MIN_TEMPERATURE = 1e-3
+#: Rows evaluated at a time by the evaluation methods in eval mode (their ``chunk_size``).
+DEFAULT_CHUNK_SIZE = 16384
 #: Version of the file layout written by :meth:`VMoNF.save`.
 CHECKPOINT_FORMAT = 1
 
@@ -252,44 +254,83 @@ class VMoNF(nn.Module):
         """``log p(c)``, shape ``(K,)``."""
         return torch.log_softmax(self.prior_logits, dim=0)
 
-    def component_log_prob(self, x: Any) -> Tensor:
-        """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass."""
-        return self.components.log_prob(self._data(x))
+    def component_log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass per chunk.
+
+        ``chunk_size``: rows evaluated at a time in eval mode (see :meth:`log_prob`).
+        """
+        return self._in_chunks(self.components.log_prob, x, chunk_size)
 
     def _joint(self, x: Tensor) -> Tensor:
         return self.components.log_prob(x) + self.log_prior()
 
-    def log_prob(self, x: Any) -> Tensor:
-        """Exact ``log p(x) = logsumexp_c(log p(c) + log p(x|c))``, shape ``(N,)``."""
-        return torch.logsumexp(self._joint(self._data(x)), dim=1)
+    def _in_chunks(self, fn: Callable[[Tensor], Tensor], x: Any, chunk_size: int) -> Tensor:
+        """``fn(x)`` row by row in blocks of ``chunk_size`` (eval mode), written into one output.
 
-    def exact_posterior(self, x: Any) -> Tensor:
-        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)``."""
-        return torch.softmax(self._joint(self._data(x)), dim=1)
+        Identical to ``fn(x)`` up to float rounding: in eval mode every row is evaluated on its
+        own.  In training mode batch norm normalizes with the statistics of the rows it is given,
+        so all rows go in at once (chunking would change the result).
+        """
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+        x = self._data(x)
+        n = x.shape[0]
+        if self.training or n <= chunk_size:
+            return fn(x)
+        first = fn(x[:chunk_size])
+        out = first.new_empty((n, *first.shape[1:]))
+        out[:chunk_size] = first
+        for start in range(chunk_size, n, chunk_size):
+            out[start : start + chunk_size] = fn(x[start : start + chunk_size])
+        return out
+
+    def log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """Exact ``log p(x) = logsumexp_c(log p(c) + log p(x|c))``, shape ``(N,)``.
+
+        In eval mode the rows are evaluated ``chunk_size`` at a time (the same numbers).  To
+        evaluate many points without building an autograd graph, call it under
+        ``torch.no_grad()`` (or ``torch.inference_mode()``): memory then stays flat in N apart
+        from the ``(N,)`` result.  With gradients enabled every chunk's graph is kept for the
+        backward pass, so memory grows with N (about 9 KB a point for the pinwheel model).
+        """
+        return self._in_chunks(lambda part: torch.logsumexp(self._joint(part), dim=1), x, chunk_size)
+
+    def exact_posterior(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
+        return self._in_chunks(lambda part: torch.softmax(self._joint(part), dim=1), x, chunk_size)
 
     # ------------------------------------------------------------------ posterior
     def _log_q(self, x: Tensor, temperature: float) -> Tensor:
         t = max(check_temperature(temperature), MIN_TEMPERATURE)
         return torch.log_softmax(self.encoder(x) / t, dim=1)
 
-    def log_posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)``."""
-        return self._log_q(self._data(x), temperature)
+    def log_posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
+        check_temperature(temperature)
+        return self._in_chunks(lambda part: self._log_q(part, temperature), x, chunk_size)
 
-    def posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one."""
-        return self.log_posterior(x, temperature).exp()
+    def posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one (chunks: :meth:`log_prob`)."""
+        return self.log_posterior(x, temperature, chunk_size).exp()
 
-    def elbo(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x)."""
-        x = self._data(x)
+    def _elbo(self, x: Tensor, temperature: float) -> Tensor:
         log_q = self._log_q(x, temperature)
         return (log_q.exp() * (self._joint(x) - log_q)).sum(dim=1)
 
-    def predict(self, x: Any, exact: bool = False) -> Tensor:
-        """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``."""
-        scores = self._joint(self._data(x)) if exact else self.encoder(self._data(x))
-        return scores.argmax(dim=1)
+    def elbo(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x).
+
+        Chunks as :meth:`log_prob` (in eval mode only: training mode evaluates all rows at once).
+        """
+        check_temperature(temperature)
+        return self._in_chunks(lambda part: self._elbo(part, temperature), x, chunk_size)
+
+    def predict(self, x: Any, exact: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``.
+
+        Chunks as :meth:`log_prob`; under ``torch.no_grad()`` memory stays flat in N.
+        """
+        scores = self._joint if exact else self.encoder
+        return self._in_chunks(lambda part: scores(part).argmax(dim=1), x, chunk_size)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
