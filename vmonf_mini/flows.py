@@ -28,6 +28,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .checks import check_number
 from .layers import StackedLinear, StackedMLP
 
 __all__ = [
@@ -219,7 +220,7 @@ class MAFLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.made = MADE(dim, hidden, k, order)
-        self.bound = float(log_scale_bound)
+        self.bound = check_number(log_scale_bound, "log_scale_bound")
         self.k = k
 
     def _mean_log_scale(self, x: Tensor, weights: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, Tensor]:
@@ -239,6 +240,25 @@ class MAFLayer(nn.Module):
             value = z[..., feature] * torch.exp(a[..., feature]) + mu[..., feature]
             x = torch.cat([x[..., :feature], value.unsqueeze(-1), x[..., feature + 1 :]], dim=-1)
         return x
+
+
+def _overflow_to_minus_inf(log_p: Tensor, x: Tensor, flow: nn.Module) -> Tensor:
+    """``log_p (N, K)`` with NaN replaced by ``-inf`` in the rows of finite inputs, if the flow is finite.
+
+    A huge finite input (|x| ~ 1e19 in float32) overflows inside the pass, and ``inf - inf`` or
+    ``0 * inf`` then give NaN; the density there is 0 (the log-determinants are bounded, the base
+    term is -inf), so the answer is ``-inf``.  NaN stays NaN for a NaN input and for a flow whose
+    own parameters or buffers are not finite (a broken model must not look like a tail).  Only
+    a NaN result pays for the checks: the hot path adds one ``isnan().any()``.
+    """
+    if log_p.is_meta:  # shapes only: there are no values to check
+        return log_p
+    nan = torch.isnan(log_p)
+    if not bool(nan.any()) or not all(bool(torch.isfinite(t).all()) for t in (*flow.parameters(), *flow.buffers())):
+        return log_p
+    finite_rows = torch.isfinite(x).all(-1)  # (N,) or (K, N)
+    finite_rows = finite_rows.unsqueeze(1) if finite_rows.dim() == 1 else finite_rows.transpose(0, 1)
+    return log_p.masked_fill(nan & finite_rows, -math.inf)
 
 
 class StackedFlow(nn.Module):
@@ -271,9 +291,11 @@ class StackedFlow(nn.Module):
         return x
 
     def log_prob(self, x: Tensor) -> Tensor:
+        """``log p_k(x)`` for every component, ``(N, K)``; ``-inf`` where a finite ``x`` lies so far out
+        that the pass overflowed (see :func:`_overflow_to_minus_inf`)."""
         z, log_det = self(x)
         base = -0.5 * (z * z).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
-        return (base + log_det).transpose(0, 1)
+        return _overflow_to_minus_inf((base + log_det).transpose(0, 1), x, self)
 
     def sample(self, components: Tensor) -> Tensor:
         """One sample per entry of ``components`` (a LongTensor of component indices), ``(n, D)``.

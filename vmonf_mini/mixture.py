@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 import socket
@@ -25,10 +26,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import as_data, check_positive_int, check_temperature
+from .checks import as_data, check_bool, check_number, check_positive_int, check_temperature
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
 __all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
@@ -94,6 +96,17 @@ def _remove_stale_temporaries(folder: Path) -> None:
                 tmp.unlink()
         except OSError:  # removed meanwhile by another save, or not ours to remove
             continue
+
+
+def _component_index(c: Any, k: int) -> int:
+    """``c`` as a component index in ``0..k-1``: any integer (Python, numpy, a 0-d tensor), not a bool."""
+    try:
+        index = None if isinstance(c, (bool, np.bool_)) else operator.index(c)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < k:
+        raise ValueError(f"c must be a component index in 0..{k - 1}, got {c!r}")
+    return index
 
 
 def _new_file_mode() -> int:
@@ -198,6 +211,9 @@ class VMoNF(nn.Module):
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in encoder_hidden):
             raise ValueError(f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}")
         blocks = _FLOW_DEFAULTS[flow]["blocks"] if blocks is None else check_positive_int(blocks, "blocks")
+        batch_norm = check_bool(batch_norm, "batch_norm")
+        encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
+        log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
         hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
         self.dim, self.k = dim, k
         self.config: Dict[str, Any] = dict(
@@ -313,8 +329,13 @@ class VMoNF(nn.Module):
         return self.log_posterior(x, temperature, chunk_size).exp()
 
     def _elbo(self, x: Tensor, temperature: float) -> Tensor:
-        log_q = self._log_q(x, temperature)
-        return (log_q.exp() * (self._joint(x) - log_q)).sum(dim=1)
+        log_q, joint = self._log_q(x, temperature), self._joint(x)
+        elbo = (log_q.exp() * (joint - log_q)).sum(dim=1)
+        if bool(torch.isnan(elbo).any()):  # rare: far out in the tails, where log p(x) = -inf
+            # the ELBO is at most log p(x); q = 0 terms (0 * inf) contribute nothing
+            terms = torch.where(log_q.exp() > 0, log_q.exp() * (joint - log_q), 0.0)
+            elbo = torch.where(torch.logsumexp(joint, dim=1) == -math.inf, -math.inf, terms.sum(dim=1))
+        return elbo
 
     def elbo(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
         """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x).
@@ -343,10 +364,9 @@ class VMoNF(nn.Module):
     @torch.no_grad()
     def sample_component(self, c: int, n: int) -> Tensor:
         """Draw ``n`` points from component ``c``, shape ``(n, D)``."""
-        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.k:
-            raise ValueError(f"c must be a component index in 0..{self.k - 1}, got {c!r}")
+        index = _component_index(c, self.k)
         n = check_positive_int(n, "n")
-        return self.components.sample(torch.full((n,), c, dtype=torch.long, device=self._reference.device))
+        return self.components.sample(torch.full((n,), index, dtype=torch.long, device=self._reference.device))
 
     @torch.no_grad()
     def sample_each_component(self, n: int) -> Tensor:
