@@ -292,7 +292,7 @@ class StackedFlow(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p_k(x)`` for every component, ``(N, K)``; ``-inf`` where a finite ``x`` lies so far out
-        that the pass overflowed (see :func:`_overflow_to_minus_inf`)."""
+        that the pass overflowed (NaN from inf - inf turned into -inf)."""
         z, log_det = self(x)
         base = -0.5 * (z * z).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
         return _overflow_to_minus_inf((base + log_det).transpose(0, 1), x, self)

@@ -385,7 +385,7 @@ class VMoNF(nn.Module):
 
         The temporary file, ``.<name>.vmonf-tmp-<host>-<pid>-<random>`` in the same folder, is
         removed if the save fails; one left by a killed save is removed by the next ``save`` into
-        that folder (see :func:`_remove_stale_temporaries`).
+        that folder: one whose writing process is gone, or not modified for an hour.
         """
         if self.config["custom_components"]:
             raise ValueError("save() needs the built-in flows; with custom components use torch.save(model.state_dict())")
