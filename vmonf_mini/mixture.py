@@ -306,7 +306,7 @@ class VMoNF(nn.Module):
         evaluate many points without building an autograd graph, call it under
         ``torch.no_grad()`` (or ``torch.inference_mode()``): memory then stays flat in N apart
         from the ``(N,)`` result.  With gradients enabled every chunk's graph is kept for the
-        backward pass, so memory grows with N (about 9 KB a point for the pinwheel model).
+        backward pass, so memory grows with N (about 8 KB a point for the pinwheel model).
         """
         return self._in_chunks(lambda part: torch.logsumexp(self._joint(part), dim=1), x, chunk_size)
 
