@@ -292,8 +292,13 @@ def _temporaries(folder: Path) -> List[Path]:
     return [p for p in folder.iterdir() if ".vmonf-tmp-" in p.name]
 
 
-def fault_table(kills: int, config: Dict[str, Any], longest_s: float, seed: int = 0) -> List[Dict[str, Any]]:
-    """SIGKILL a process saving over an existing checkpoint ``kills`` times, ``U(0, longest_s)`` s after it started."""
+def fault_table(kills: int, config: Dict[str, Any], seed: int = 0) -> List[Dict[str, Any]]:
+    """SIGKILL a process saving over an existing checkpoint ``kills`` times.
+
+    Each kill comes ``U(0, 2 t)`` seconds after the child started, ``t`` the time of one save
+    measured here: about half the kills land in its first save (the target must still be the
+    old checkpoint), the others in a later one (by then the new checkpoint).
+    """
     import vmonf_mini as vm
 
     folder = Path(tempfile.mkdtemp(prefix="vmonf-faults-"))
@@ -306,11 +311,13 @@ def fault_table(kills: int, config: Dict[str, Any], longest_s: float, seed: int 
         fingerprints = {name: m.state_dict()["encoder.0.weight"][0, :16].clone() for name, m in
                         (("old", old), ("new", new))}
         fork = multiprocessing.get_context("fork")  # POSIX: the child inherits the model, no start-up
+        start = time.perf_counter()
         old.save(path)
+        one_save = time.perf_counter() - start
         for kill in range(1, kills + 1):
             child = fork.Process(target=_save_forever, args=(new, path), daemon=True)
             child.start()
-            delay = rng.uniform(0.0, longest_s)
+            delay = rng.uniform(0.0, 2 * one_save)
             time.sleep(delay)
             os.kill(child.pid, signal.SIGKILL)
             child.join()
@@ -335,9 +342,9 @@ def run_faults_and_load(args: argparse.Namespace) -> List[Dict[str, Any]]:
     """The ``faults`` and ``load`` parts: print their tables, return their targets."""
     targets: List[Dict[str, Any]] = []
     if "faults" in args.part:
-        config, longest = (BIG_MODEL, 2.0) if args.heavy else (FAULT_MODEL, 0.6)
+        config = BIG_MODEL if args.heavy else FAULT_MODEL
         print(f"### Faults: SIGKILL during save, {args.kills} times (VMoNF({config}))\n", flush=True)
-        rows = fault_table(args.kills, config, longest)
+        rows = fault_table(args.kills, config)
         print(table(["kill", "killed after s", "target loads as", "temp files after kill", "their MB",
                      "temp files after next save"],
                     [[r["kill"], r["after_s"], r["target"], r["temp_files_after_kill"], r["temp_mb_after_kill"],
