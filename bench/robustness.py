@@ -22,15 +22,39 @@ max, runs at or above the threshold (target: at least 9 in 10) and wall time.
     python bench/robustness.py --quick         # 2 seeds, shorter training, targets not enforced
     python bench/robustness.py --only digits --seeds 5 --jobs 2
 
+Two more parts (``--part``), about reliability rather than accuracy:
+
+* ``faults``: a child process saves an 18 MB checkpoint (MAF, D=784; ``--heavy``: 145 MB) over an
+  older one in a loop and is killed with SIGKILL at a random moment, ``--kills`` times (default 20). After each kill
+  the target must load as the old or the new checkpoint, and after the next ``save`` into that
+  folder no temporary file may remain (targets);
+* ``load``: time and peak memory (a fresh process per figure; on Linux the peak resident memory
+  during the call, ``VmHWM`` reset through ``/proc/self/clear_refs``, against the memory before) of ``log_prob`` and ``predict`` of 10^6 points under
+  ``torch.no_grad()`` (pinwheel model: RealNVP 8 blocks hidden 8, K=5, encoder (32, 32),
+  untrained: the cost does not depend on the weights) and of saving the 145 MB checkpoint;
+  with ``--heavy`` also 10^7 points and ``fit`` for one epoch on 10^6 points.
+
+    python bench/robustness.py --part faults --part load           # about 3 minutes
+    python bench/robustness.py --part load --heavy                 # + 10^7 points and fit (minutes)
+
 Exits 1 when a target fails (full runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -176,6 +200,172 @@ def run_experiment(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- faults and load
+#: The pinwheel configuration of the load figures.
+PINWHEEL_MODEL = dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32))
+#: MAF on MNIST's 784 dimensions, sized to a 145 MB checkpoint (MADE's masks are saved as well).
+BIG_MODEL = dict(dim=784, k=5, flow="maf", blocks=5, hidden=512, encoder_hidden=(512,))
+#: The fault table's checkpoint: the same architecture at hidden 64, 18 MB (``--heavy``: BIG_MODEL).
+FAULT_MODEL = dict(BIG_MODEL, hidden=64, encoder_hidden=(64,))
+LIGHT_FIGURES = [("log_prob", 10**6), ("predict", 10**6), ("save", 0)]
+HEAVY_FIGURES = [("log_prob", 10**7), ("predict", 10**7), ("fit", 10**6)]
+
+
+def _memory_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc, MB; NaN where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _start_measuring() -> float:
+    """Reset the peak (Linux: ``clear_refs`` 5) and return the resident memory now, MB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere the peak is the whole process's (``ru_maxrss``)
+    return _memory_mb("VmRSS")
+
+
+def _peak_mb() -> float:
+    """The peak resident memory since :func:`_start_measuring` (else since the process started), MB."""
+    peak = _memory_mb("VmHWM")
+    if peak == peak:
+        return peak
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10
+
+
+def _child_env() -> Dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _figure(name: str, n: int) -> Dict[str, float]:
+    """One load figure, measured in this (fresh) process."""
+    torch.set_num_threads(1)
+    import vmonf_mini as vm
+
+    torch.manual_seed(0)
+    if name == "save":
+        model = vm.VMoNF(**BIG_MODEL).eval()
+        folder = Path(tempfile.mkdtemp(prefix="vmonf-bench-"))
+        try:
+            before, start = _start_measuring(), time.perf_counter()
+            model.save(folder / "big.pt")
+            seconds, size = time.perf_counter() - start, (folder / "big.pt").stat().st_size
+        finally:
+            shutil.rmtree(folder)
+        return {"seconds": seconds, "before_mb": before, "peak_mb": _peak_mb(), "file_mb": size / 1e6}
+    model = vm.VMoNF(**PINWHEEL_MODEL).eval()
+    x = torch.randn(n, 2)  # the cost does not depend on where the points lie
+    before, start = _start_measuring(), time.perf_counter()
+    if name == "fit":
+        vm.fit(model, x, epochs=1, batch_size=512, lr=3e-3, seed=0, progress=False)
+    else:
+        with torch.no_grad():
+            getattr(model, name)(x)
+    return {"seconds": time.perf_counter() - start, "before_mb": before, "peak_mb": _peak_mb()}
+
+
+def load_figures(heavy: bool) -> List[Dict[str, Any]]:
+    """Every figure in a fresh process, one after the other."""
+    rows = []
+    for name, n in LIGHT_FIGURES + (HEAVY_FIGURES if heavy else []):
+        out = subprocess.run([sys.executable, __file__, "--child", "figure", name, str(n)], env=_child_env(),
+                             capture_output=True, text=True, check=True)
+        rows.append({"figure": name, "n": n, **json.loads(out.stdout.strip().splitlines()[-1])})
+        print(f"  {name} n={n:,}: {rows[-1]}", flush=True)
+    return rows
+
+
+def _save_forever(model: torch.nn.Module, path: Path) -> None:
+    """The fault child (forked, so it starts at once): save ``model`` over ``path`` until killed."""
+    while True:
+        model.save(path)
+
+
+def _temporaries(folder: Path) -> List[Path]:
+    return [p for p in folder.iterdir() if ".vmonf-tmp-" in p.name]
+
+
+def fault_table(kills: int, config: Dict[str, Any], seed: int = 0) -> List[Dict[str, Any]]:
+    """SIGKILL a process saving over an existing checkpoint ``kills`` times.
+
+    Each kill comes ``U(0, 2 t)`` seconds after the child started, ``t`` the time of one save
+    measured here: about half the kills land in its first save (the target must still be the
+    old checkpoint), the others in a later one (by then the new checkpoint).
+    """
+    import vmonf_mini as vm
+
+    folder = Path(tempfile.mkdtemp(prefix="vmonf-faults-"))
+    path, rng, rows = folder / "big.pt", random.Random(seed), []
+    try:
+        torch.manual_seed(0)
+        old = vm.VMoNF(**config).eval()
+        torch.manual_seed(1)
+        new = vm.VMoNF(**config).eval()
+        fingerprints = {name: m.state_dict()["encoder.0.weight"][0, :16].clone() for name, m in
+                        (("old", old), ("new", new))}
+        fork = multiprocessing.get_context("fork")  # POSIX: the child inherits the model, no start-up
+        start = time.perf_counter()
+        old.save(path)
+        one_save = time.perf_counter() - start
+        for kill in range(1, kills + 1):
+            child = fork.Process(target=_save_forever, args=(new, path), daemon=True)
+            child.start()
+            delay = rng.uniform(0.0, 2 * one_save)
+            time.sleep(delay)
+            os.kill(child.pid, signal.SIGKILL)
+            child.join()
+            left = _temporaries(folder)
+            left_mb = sum(p.stat().st_size for p in left) / 1e6
+            try:
+                found = vm.VMoNF.load(path).state_dict()["encoder.0.weight"][0, :16]
+                target = next((k for k, v in fingerprints.items() if torch.equal(found, v)), "other")
+            except Exception as err:  # noqa: BLE001 - an unreadable target is a result here
+                target = f"unreadable ({type(err).__name__})"
+            old.save(path)  # the next save: removes what the killed one left
+            rows.append({"kill": kill, "after_s": delay, "target": target, "temp_files_after_kill": len(left),
+                         "temp_mb_after_kill": left_mb, "checkpoint_mb": path.stat().st_size / 1e6,
+                         "temp_files_after_next_save": len(_temporaries(folder))})
+            print(f"  kill {kill}: {rows[-1]}", flush=True)
+    finally:
+        shutil.rmtree(folder)
+    return rows
+
+
+def run_faults_and_load(args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """The ``faults`` and ``load`` parts: print their tables, return their targets."""
+    targets: List[Dict[str, Any]] = []
+    if "faults" in args.part:
+        config = BIG_MODEL if args.heavy else FAULT_MODEL
+        print(f"### Faults: SIGKILL during save, {args.kills} times (VMoNF({config}))\n", flush=True)
+        rows = fault_table(args.kills, config)
+        print(table(["kill", "killed after s", "target loads as", "temp files after kill", "their MB",
+                     "temp files after next save"],
+                    [[r["kill"], r["after_s"], r["target"], r["temp_files_after_kill"], r["temp_mb_after_kill"],
+                      r["temp_files_after_next_save"]] for r in rows]))
+        whole = sum(r["target"] in ("old", "new") for r in rows)
+        print(f"\n(old {sum(r['target'] == 'old' for r in rows)}, new {sum(r['target'] == 'new' for r in rows)}, "
+              f"killed mid-save with a temporary file left {sum(r['temp_files_after_kill'] > 0 for r in rows)}; "
+              f"checkpoint {rows[-1]['checkpoint_mb']:.0f} MB)")
+        targets.append(verdict("faults: the target is the old or the new checkpoint", whole == len(rows),
+                               f"{whole} of {len(rows)}"))
+        left = sum(r["temp_files_after_next_save"] for r in rows)
+        targets.append(verdict("faults: no temporary file after the next save", left == 0, f"{left} left"))
+    if "load" in args.part:
+        print(f"\n### Load: one fresh process per figure, 1 thread, load average {load_string()}\n", flush=True)
+        rows = load_figures(args.heavy)
+        print(table(["figure", "points", "seconds", "RSS before MB", "peak during MB", "growth MB", "file MB"],
+                    [[r["figure"], f"{r['n']:,}" if r["n"] else "-", r["seconds"], r["before_mb"], r["peak_mb"],
+                      r["peak_mb"] - r["before_mb"], r.get("file_mb", float("nan"))] for r in rows]))
+    return targets
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default 10, quick 2)")
@@ -185,7 +375,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per run (default: 1 with --jobs > 1, else torch's choice)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--part", action="append", choices=["seeds", "faults", "load"],
+                        help="what to run (repeatable; default: seeds, the training experiments)")
+    parser.add_argument("--kills", type=int, default=20, help="faults: SIGKILLs during save (default 20)")
+    parser.add_argument("--heavy", action="store_true", help="load: add 10^7 points and fit on 10^6 (minutes)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # internal: "figure NAME N", one load figure
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_figure(args.child[1], int(args.child[2]))))
+        return 0
+    args.part = args.part or ["seeds"]
+    if "seeds" not in args.part:
+        setup_threads(1)
+        print(f"## vmonf_mini robustness: {', '.join(args.part)}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+              f"load average {load_string()}\n", flush=True)
+        targets = run_faults_and_load(args)
+        write_json(args.json, {"targets": targets})
+        return 1 if any(not t["pass"] for t in targets) else 0
     args.seeds = args.seeds or (2 if args.quick else 10)
     args.threads_per_job = args.threads or (1 if args.jobs > 1 else torch.get_num_threads())
     setup_threads(args.threads_per_job)
@@ -209,8 +415,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                f"{r['above']} of {r['runs']}"))
     if args.quick:
         print("(--quick: targets not enforced)")
-    write_json(args.json, {"results": results, "targets": targets, "quick": args.quick})
-    return 1 if any(not t["pass"] for t in targets) and not args.quick else 0
+    seeds_failed = any(not t["pass"] for t in targets) and not args.quick
+    more = run_faults_and_load(args)  # --part faults / load next to the seeds
+    write_json(args.json, {"results": results, "targets": targets + more, "quick": args.quick})
+    return 1 if seeds_failed or any(not t["pass"] for t in more) else 0
 
 
 def _acc(v: Any) -> Any:

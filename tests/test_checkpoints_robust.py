@@ -6,6 +6,9 @@ tests/test_properties.py.)
 """
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -169,3 +172,120 @@ def test_load_refuses_files_that_are_not_vmonf_checkpoints(tmp_path, payload):
     torch.save(payload, path)
     with pytest.raises(ValueError, match="not a VMoNF checkpoint"):
         VMoNF.load(path)
+
+
+def _trained_model(flow="realnvp"):
+    """A model whose batch-norm running averages are far from their initial values."""
+    torch.manual_seed(0)
+    model = VMoNF(2, 3, flow=flow, blocks=2, hidden=6, encoder_hidden=(5,)).double().train()
+    with torch.no_grad():
+        for _ in range(20):
+            model.elbo(3.0 + 2.0 * torch.randn(64, 2, dtype=torch.float64))
+    return model.eval()
+
+
+@pytest.mark.parametrize("flow", ["realnvp", "maf"])
+def test_a_loaded_model_is_in_eval_mode_and_answers_exactly_as_the_saved_one(tmp_path, flow):
+    model = _trained_model(flow)
+    model.save(tmp_path / "m.pt")
+    loaded = VMoNF.load(tmp_path / "m.pt")  # no .eval(): load must return an eval-mode model
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    x = torch.randn(50, 2, dtype=torch.float64)
+    running = {k: v.clone() for k, v in loaded.state_dict().items() if "running" in k}
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(x), model.log_prob(x))
+        assert torch.equal(loaded.predict(x), model.predict(x))
+        assert torch.equal(loaded.predict(x, exact=True), model.predict(x, exact=True))
+        assert torch.equal(loaded.posterior(x[:1]), model.posterior(x[:1]))  # one point: no batch statistics
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in running.items())  # running averages untouched
+
+
+def _real_weights_built(monkeypatch):
+    """Record the number of weights of every StackedLinear built on a real (not meta) device."""
+    import vmonf_mini.layers as layers
+
+    built, init = [], layers.StackedLinear.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.weight.device.type != "meta":
+            built.append(self.weight.numel())
+
+    monkeypatch.setattr(layers.StackedLinear, "__init__", spy)
+    return built
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p["config"].update(hidden=[3000, 3000]),
+        lambda p: p["config"].update(blocks=500),
+        lambda p: p["config"].update(encoder_hidden=[4] * 200),
+        lambda p: p["config"].update(hidden=[8, 8]),  # plausible sizes: refused by the shapes built on meta
+    ],
+    ids=["huge hidden", "many blocks", "many encoder layers", "one more layer"],
+)
+def test_load_checks_the_config_against_the_saved_shapes_before_building_the_model(tmp_path, monkeypatch, change):
+    path = _tamper(tmp_path, change)
+    built = _real_weights_built(monkeypatch)
+    with pytest.raises(ValueError, match="weights do not match the architecture"):
+        VMoNF.load(path)
+    assert built == []  # refused before any real allocation
+
+
+def test_load_names_the_tensors_whose_shapes_differ(tmp_path):
+    path = _tamper(tmp_path, lambda p: p["state_dict"].update({"encoder.0.weight": torch.zeros(5, 2)}))
+    with pytest.raises(ValueError, match=r"encoder\.0\.weight \(5, 2\) \(config: \(4, 2\)\)"):
+        VMoNF.load(path)
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_save_removes_temporary_files_of_killed_saves_but_not_of_saves_in_progress(tmp_path):
+    from vmonf_mini.mixture import _HOST, STALE_TEMPORARY_SECONDS
+
+    dead = tmp_path / f".m.pt.vmonf-tmp-{_HOST}-{_dead_pid()}-abc123"
+    other_dead = tmp_path / f".other.pt.vmonf-tmp-{_HOST}-{_dead_pid()}-x_9"
+    live = tmp_path / f".m.pt.vmonf-tmp-{_HOST}-{os.getppid()}-def456"  # a save in progress elsewhere
+    live_but_old = tmp_path / f".m.pt.vmonf-tmp-{_HOST}-{os.getppid()}-ghi789"  # a reused pid
+    remote = tmp_path / f".m.pt.vmonf-tmp-other-host-{os.getpid()}-jkl012"  # another machine's save
+    unrelated = tmp_path / ".m.pt.tmp"
+    for f in (dead, other_dead, live, live_but_old, remote, unrelated):
+        f.write_bytes(b"partial")
+    hours_ago = time.time() - 2 * STALE_TEMPORARY_SECONDS
+    os.utime(live_but_old, (hours_ago, hours_ago))
+    _model().save(tmp_path / "m.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.pt", live.name, remote.name, unrelated.name])
+
+
+_SAVE_FOREVER = """
+import sys, torch
+from vmonf_mini import VMoNF
+torch.manual_seed(0)
+model = VMoNF(20, 2, flow="maf", blocks=2, hidden=400, encoder_hidden=(4,))
+print("ready", flush=True)
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_save_killed_with_sigkill_leaves_a_loadable_checkpoint_and_the_next_save_cleans_up(tmp_path):
+    path = tmp_path / "m.pt"
+    old = VMoNF(20, 2, flow="maf", blocks=2, hidden=400, encoder_hidden=(4,)).eval()
+    old.save(path)
+    child = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        deadline = time.time() + 60
+        while not [p for p in tmp_path.iterdir() if p.name != "m.pt"] and time.time() < deadline:
+            time.sleep(0.001)
+    finally:
+        child.kill()  # SIGKILL: no cleanup handler runs
+        child.wait()
+    VMoNF.load(path)  # the old or a new checkpoint, whole
+    _model().save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

@@ -327,3 +327,35 @@ def test_real_mnist(tmp_path: Path, no_network: None) -> None:
         assert set(y.tolist()) == {0, 1, 2, 3, 4}
         assert float(x.min()) == 0.0 and float(x.max()) == 1.0
     assert y[:5].tolist() == [2, 1, 0, 4, 1]  # the first test labels are 7 2 1 0 4 1 4 9 ...
+
+
+@pytest.mark.parametrize("where", ["root is a file", "parent is a file"])
+def test_a_cache_folder_that_cannot_be_created_raises_mnist_unavailable(mirror: FakeMirror, tmp_path: Path,
+                                                                         where: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    root = blocker if where == "root is a file" else blocker / "mnist"
+    with pytest.raises(MNISTUnavailable) as info:
+        vmonf_mini.data.mnist(root=root, mirrors=[mirror.url])
+    message = str(info.value)
+    assert str(root) in message and "cannot be created" in message  # the path and the cause
+    assert "VMONF_DATA_DIR" in message  # what to do
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_corrupt_cache_without_download_is_named_in_the_exception(mirror: FakeMirror, root: Path) -> None:
+    root.mkdir()
+    (root / TRAIN_IMAGES).write_bytes(mirror.bytes(TRAIN_IMAGES)[:50])
+    with pytest.warns(UserWarning) as warned, pytest.raises(MNISTUnavailable) as info:
+        load_mnist(range(5), "train", root, download=False, checksums=mirror.checksums)
+    assert f"cached {root / TRAIN_IMAGES} is corrupt or truncated" in str(info.value)
+    assert all("fetching it again" not in str(w.message) for w in warned)
+
+
+def test_files_that_pass_their_checksums_but_are_not_mnist_raise_mnist_unavailable(mirror: FakeMirror,
+                                                                                   root: Path) -> None:
+    mirror.add(TRAIN_IMAGES, b"not gzip at all", np.empty(0))
+    with pytest.raises(MNISTUnavailable, match="not a valid gzip file") as info:
+        load_mnist(range(10), "train", root, mirrors=[mirror.url], checksums=mirror.checksums)
+    assert isinstance(info.value, mn.MNISTCorrupt) and isinstance(info.value, ValueError)
+    assert str(root) in str(info.value) and "To fix" in str(info.value)

@@ -156,3 +156,28 @@ def test_bits_per_dim():
     assert float(bits_per_dim(torch.tensor(0.0), 10)) == 8.0
     # a density twice the uniform one on every pixel saves one bit per pixel
     assert math.isclose(float(bits_per_dim(torch.tensor(10 * math.log(2.0)), 10)), 7.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_pca_of_integer_pixels_computes_and_returns_floating_point(dtype):
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (200, 6), generator=gen).to(dtype)
+    pca = PCAWhitening(dim=3).fit(pixels)
+    as_float = PCAWhitening(dim=3).fit(pixels.to(torch.float64))
+    z = pca.forward(pixels)
+    assert z.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(z, as_float.forward(pixels.to(torch.float64)).to(z.dtype))
+    assert bool((z < 0).any())  # negative coordinates survive (uint8 would wrap them to 255)
+    residual = pca.residual_log_prob(pixels)
+    assert residual.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(residual, as_float.residual_log_prob(pixels.to(torch.float64)).to(residual.dtype))
+    back = pca.inverse(torch.zeros(2, 3, dtype=torch.int64))
+    assert back.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(back, as_float.mean.expand(2, 6).to(back.dtype))
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01, float("nan"), 255.0])
+def test_logit_refuses_values_outside_zero_one(bad):
+    x = torch.tensor([[0.5, bad]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        LogitTransform()(x)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_data", "as_labels", "check_number", "check_positive_int", "check_temperature"]
+__all__ = ["as_data", "as_labels", "check_bool", "check_number", "check_positive_int", "check_temperature"]
 
 
 def as_data(
@@ -68,6 +68,19 @@ def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (a numpy bool too); anything else, e.g. the string ``"no"``, is refused.
+
+    >>> check_bool("no", "batch_norm")
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_norm must be True or False, got 'no'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_number(value: Any, name: str, *, positive: bool = True, optional: bool = False) -> Optional[float]:

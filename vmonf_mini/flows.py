@@ -28,6 +28,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .checks import check_number
 from .layers import StackedLinear, StackedMLP
 
 __all__ = [
@@ -170,15 +171,18 @@ class MADE(nn.Module):
     def __init__(self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         widths = _widths(hidden)
-        order_t = torch.arange(dim) if order is None else torch.as_tensor(list(order))
+        # the masks are computed on the CPU (also when a model is built on the meta device, as
+        # VMoNF.load does to check a checkpoint's shapes) and follow the module's .to() as buffers
+        cpu = torch.device("cpu")
+        order_t = torch.arange(dim, device=cpu) if order is None else torch.as_tensor(list(order), device=cpu)
         if sorted(order_t.tolist()) != list(range(dim)):
             raise ValueError(f"order must be a permutation of range({dim})")
-        degree_in = torch.empty(dim, dtype=torch.long)
-        degree_in[order_t] = torch.arange(1, dim + 1)  # feature order[j] has degree j + 1
+        degree_in = torch.empty(dim, dtype=torch.long, device=cpu)
+        degree_in[order_t] = torch.arange(1, dim + 1, device=cpu)  # feature order[j] has degree j + 1
         self.register_buffer("order", order_t)
         degrees = [degree_in]
         for width in widths:  # hidden degrees cycle through 1..dim-1 (all 0 when dim == 1)
-            degrees.append(torch.arange(width) % max(dim - 1, 1) + min(dim - 1, 1))
+            degrees.append(torch.arange(width, device=cpu) % max(dim - 1, 1) + min(dim - 1, 1))
         masks = [(d_out[None, :] >= d_in[:, None]).float() for d_in, d_out in zip(degrees[:-1], degrees[1:])]
         out_mask = (degree_in[None, :] > degrees[-1][:, None]).float()
         masks.append(torch.cat([out_mask, out_mask], dim=1))  # [means | log-scales]
@@ -216,7 +220,7 @@ class MAFLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.made = MADE(dim, hidden, k, order)
-        self.bound = float(log_scale_bound)
+        self.bound = check_number(log_scale_bound, "log_scale_bound")
         self.k = k
 
     def _mean_log_scale(self, x: Tensor, weights: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, Tensor]:
@@ -236,6 +240,25 @@ class MAFLayer(nn.Module):
             value = z[..., feature] * torch.exp(a[..., feature]) + mu[..., feature]
             x = torch.cat([x[..., :feature], value.unsqueeze(-1), x[..., feature + 1 :]], dim=-1)
         return x
+
+
+def _overflow_to_minus_inf(log_p: Tensor, x: Tensor, flow: nn.Module) -> Tensor:
+    """``log_p (N, K)`` with NaN replaced by ``-inf`` in the rows of finite inputs, if the flow is finite.
+
+    A huge finite input (|x| ~ 1e19 in float32) overflows inside the pass, and ``inf - inf`` or
+    ``0 * inf`` then give NaN; the density there is 0 (the log-determinants are bounded, the base
+    term is -inf), so the answer is ``-inf``.  NaN stays NaN for a NaN input and for a flow whose
+    own parameters or buffers are not finite (a broken model must not look like a tail).  Only
+    a NaN result pays for the checks: the hot path adds one ``isnan().any()``.
+    """
+    if log_p.is_meta:  # shapes only: there are no values to check
+        return log_p
+    nan = torch.isnan(log_p)
+    if not bool(nan.any()) or not all(bool(torch.isfinite(t).all()) for t in (*flow.parameters(), *flow.buffers())):
+        return log_p
+    finite_rows = torch.isfinite(x).all(-1)  # (N,) or (K, N)
+    finite_rows = finite_rows.unsqueeze(1) if finite_rows.dim() == 1 else finite_rows.transpose(0, 1)
+    return log_p.masked_fill(nan & finite_rows, -math.inf)
 
 
 class StackedFlow(nn.Module):
@@ -268,9 +291,11 @@ class StackedFlow(nn.Module):
         return x
 
     def log_prob(self, x: Tensor) -> Tensor:
+        """``log p_k(x)`` for every component, ``(N, K)``; ``-inf`` where a finite ``x`` lies so far out
+        that the pass overflowed (NaN from inf - inf turned into -inf)."""
         z, log_det = self(x)
         base = -0.5 * (z * z).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
-        return (base + log_det).transpose(0, 1)
+        return _overflow_to_minus_inf((base + log_det).transpose(0, 1), x, self)
 
     def sample(self, components: Tensor) -> Tensor:
         """One sample per entry of ``components`` (a LongTensor of component indices), ``(n, D)``.

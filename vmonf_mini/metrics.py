@@ -28,6 +28,9 @@ def _pair(y: Any, c: Any) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"labels and clusters must have the same length, got {y_arr.shape[0]} and {c_arr.shape[0]}")
     if y_arr.size == 0:
         raise ValueError("labels and clusters are empty")
+    for name, arr in (("labels", y_arr), ("clusters", c_arr)):
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contain NaN or infinite values ({int((~np.isfinite(arr)).sum())} of {arr.size})")
     return y_arr, c_arr
 
 

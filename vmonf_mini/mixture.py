@@ -17,21 +17,28 @@ Example:
 from __future__ import annotations
 
 import math
+import operator
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import as_data, check_positive_int, check_temperature
+from .checks import as_data, check_bool, check_number, check_positive_int, check_temperature
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
-__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT"]
+__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
 
 #: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
 MIN_TEMPERATURE = 1e-3
+#: Rows evaluated at a time by the evaluation methods in eval mode (their ``chunk_size``).
+DEFAULT_CHUNK_SIZE = 16384
 #: Version of the file layout written by :meth:`VMoNF.save`.
 CHECKPOINT_FORMAT = 1
 
@@ -52,11 +59,112 @@ def _encoder(dim: int, k: int, hidden: Sequence[int], batch_norm: bool) -> nn.Se
     return nn.Sequential(*layers)
 
 
+#: Marks the temporary files of :meth:`VMoNF.save`: ``.<name>.vmonf-tmp-<host>-<pid>-<random>``.
+_TMP_MARK = ".vmonf-tmp-"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+#: A temporary file not modified for this long is stale whoever wrote it (a save writes continuously).
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+def _writer_is_gone(host: str, pid: int) -> bool:
+    """True when process ``pid`` of this host no longer exists (POSIX; elsewhere we cannot tell)."""
+    if host != _HOST or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, run by another user
+        return False
+    return False
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files that killed saves left in ``folder``.
+
+    A temporary file is stale when the process named in it (host and pid) is gone, or when it has
+    not been modified for :data:`STALE_TEMPORARY_SECONDS` (a reused pid, or a save from another
+    machine on a shared file system).  A save in progress keeps its file: its process is alive and
+    it is writing.  Files that do not carry the ``.vmonf-tmp-`` mark are never touched.
+    """
+    now = time.time()
+    for tmp in folder.glob(f".*{_TMP_MARK}*"):
+        owner = tmp.name.rsplit(_TMP_MARK, 1)[1].rsplit("-", 2)  # host (may hold "-"), pid, random
+        gone = len(owner) == 3 and owner[1].isdigit() and _writer_is_gone(owner[0], int(owner[1]))
+        try:
+            if gone or now - tmp.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                tmp.unlink()
+        except OSError:  # removed meanwhile by another save, or not ours to remove
+            continue
+
+
+def _component_index(c: Any, k: int) -> int:
+    """``c`` as a component index in ``0..k-1``: any integer (Python, numpy, a 0-d tensor), not a bool."""
+    try:
+        index = None if isinstance(c, (bool, np.bool_)) else operator.index(c)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < k:
+        raise ValueError(f"c must be a component index in 0..{k - 1}, got {c!r}")
+    return index
+
+
 def _new_file_mode() -> int:
     """The permissions ``open(path, "w")`` gives a new file: 0o666 minus the umask."""
     umask = os.umask(0o022)  # the only way to read the umask is to set it...
     os.umask(umask)  # ...and put it back
     return 0o666 & ~umask
+
+
+def _saved_shapes(path: Path, state: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a VMoNF checkpoint (its state_dict holds values that are not tensors)")
+    return {name: tuple(t.shape) for name, t in state.items()}
+
+
+def _sizes_in(config: Dict[str, Any]) -> Tuple[int, int]:
+    """The largest width and the longest list of widths that ``config`` asks for (ints only)."""
+    widths, lengths = [], []
+    for key in ("dim", "k", "hidden", "encoder_hidden"):
+        value = config.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        widths += [v for v in values if isinstance(v, int)]
+        lengths.append(len(values))
+    blocks = config.get("blocks")
+    return max(widths, default=0), max([*lengths, blocks if isinstance(blocks, int) else 0])
+
+
+def _check_config_fits_weights(cls: type, path: Path, config: Dict[str, Any], state: Dict[str, Any]) -> None:
+    """Refuse a config whose model would not hold exactly the saved tensors, before building it.
+
+    First, cheaply: every width the config names (``dim``, ``k``, ``hidden``, ``encoder_hidden``)
+    must be at most the largest axis of a saved tensor, and ``blocks`` and the number of hidden
+    layers at most the number of saved tensors (each adds at least one), so a tampered config
+    cannot make ``load`` allocate more than the file holds.  Then the model is built on the
+    ``meta`` device (shapes only, no memory) and its tensors' names and shapes compared.
+    """
+    shapes = _saved_shapes(path, state)
+    largest_axis = max((max(s, default=1) for s in shapes.values()), default=0)
+    widest, longest = _sizes_in(config)
+    if widest > largest_axis or longest > len(shapes):
+        raise ValueError(
+            f"{path}: weights do not match the architecture in its config: the config asks for sizes up to "
+            f"{widest} and {longest} layers, the {len(shapes)} saved tensors have no axis longer than {largest_axis}"
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: this vmonf_mini cannot build the model its config describes: {err}") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    if expected != shapes:
+        missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
+        wrong = [f"{n} {shapes[n]} (config: {expected[n]})" for n in sorted(expected.keys() & shapes.keys())
+                 if expected[n] != shapes[n]]
+        details = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+                            if names)
+        raise ValueError(f"{path}: weights do not match the architecture in its config: {details}")
 
 
 class VMoNF(nn.Module):
@@ -103,6 +211,9 @@ class VMoNF(nn.Module):
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in encoder_hidden):
             raise ValueError(f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}")
         blocks = _FLOW_DEFAULTS[flow]["blocks"] if blocks is None else check_positive_int(blocks, "blocks")
+        batch_norm = check_bool(batch_norm, "batch_norm")
+        encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
+        log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
         hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
         self.dim, self.k = dim, k
         self.config: Dict[str, Any] = dict(
@@ -138,7 +249,7 @@ class VMoNF(nn.Module):
                 raise ValueError(f"prior must be None, 'learned' or K probabilities, got {prior!r}")
             self.prior_logits = nn.Parameter(torch.zeros(k))
         else:
-            p = torch.as_tensor(prior, dtype=torch.get_default_dtype())
+            p = torch.as_tensor(prior, dtype=torch.get_default_dtype(), device="cpu")  # checked here, then a buffer
             if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
                 raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
             if abs(float(p.sum()) - 1.0) > 1e-4:
@@ -159,9 +270,12 @@ class VMoNF(nn.Module):
         """``log p(c)``, shape ``(K,)``."""
         return torch.log_softmax(self.prior_logits, dim=0)
 
-    def component_log_prob(self, x: Any) -> Tensor:
-        """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass."""
-        return self.components.log_prob(self._data(x))
+    def component_log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass per chunk.
+
+        ``chunk_size``: rows evaluated at a time in eval mode (see :meth:`log_prob`).
+        """
+        return self._in_chunks(self.components.log_prob, x, chunk_size)
 
     def joint(self, x: Any) -> Tensor:
         """``log p(c) + log p(x|c)`` for every component, shape ``(N, K)``: the log of the joint ``p(x, c)``.
@@ -181,37 +295,78 @@ class VMoNF(nn.Module):
     def _joint(self, x: Tensor) -> Tensor:
         return self.components.log_prob(x) + self.log_prior()
 
-    def log_prob(self, x: Any) -> Tensor:
-        """Exact ``log p(x) = logsumexp_c(log p(c) + log p(x|c))``, shape ``(N,)``."""
-        return torch.logsumexp(self._joint(self._data(x)), dim=1)
+    def _in_chunks(self, fn: Callable[[Tensor], Tensor], x: Any, chunk_size: int) -> Tensor:
+        """``fn(x)`` row by row in blocks of ``chunk_size`` (eval mode), written into one output.
 
-    def exact_posterior(self, x: Any) -> Tensor:
-        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)``."""
-        return torch.softmax(self._joint(self._data(x)), dim=1)
+        Identical to ``fn(x)`` up to float rounding: in eval mode every row is evaluated on its
+        own.  In training mode batch norm normalizes with the statistics of the rows it is given,
+        so all rows go in at once (chunking would change the result).
+        """
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+        x = self._data(x)
+        n = x.shape[0]
+        if self.training or n <= chunk_size:
+            return fn(x)
+        first = fn(x[:chunk_size])
+        out = first.new_empty((n, *first.shape[1:]))
+        out[:chunk_size] = first
+        for start in range(chunk_size, n, chunk_size):
+            out[start : start + chunk_size] = fn(x[start : start + chunk_size])
+        return out
+
+    def log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """Exact ``log p(x) = logsumexp_c(log p(c) + log p(x|c))``, shape ``(N,)``.
+
+        In eval mode the rows are evaluated ``chunk_size`` at a time (the same numbers).  To
+        evaluate many points without building an autograd graph, call it under
+        ``torch.no_grad()`` (or ``torch.inference_mode()``): memory then stays flat in N apart
+        from the ``(N,)`` result.  With gradients enabled every chunk's graph is kept for the
+        backward pass, so memory grows with N (about 8 KB a point for the pinwheel model).
+        """
+        return self._in_chunks(lambda part: torch.logsumexp(self._joint(part), dim=1), x, chunk_size)
+
+    def exact_posterior(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
+        return self._in_chunks(lambda part: torch.softmax(self._joint(part), dim=1), x, chunk_size)
 
     # ------------------------------------------------------------------ posterior
     def _log_q(self, x: Tensor, temperature: float) -> Tensor:
         t = max(check_temperature(temperature), MIN_TEMPERATURE)
         return torch.log_softmax(self.encoder(x) / t, dim=1)
 
-    def log_posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)``."""
-        return self._log_q(self._data(x), temperature)
+    def log_posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
+        check_temperature(temperature)
+        return self._in_chunks(lambda part: self._log_q(part, temperature), x, chunk_size)
 
-    def posterior(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one."""
-        return self.log_posterior(x, temperature).exp()
+    def posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one (chunks: :meth:`log_prob`)."""
+        return self.log_posterior(x, temperature, chunk_size).exp()
 
-    def elbo(self, x: Any, temperature: float = 1.0) -> Tensor:
-        """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x)."""
-        x = self._data(x)
-        log_q = self._log_q(x, temperature)
-        return (log_q.exp() * (self._joint(x) - log_q)).sum(dim=1)
+    def _elbo(self, x: Tensor, temperature: float) -> Tensor:
+        log_q, joint = self._log_q(x, temperature), self._joint(x)
+        elbo = (log_q.exp() * (joint - log_q)).sum(dim=1)
+        if bool(torch.isnan(elbo).any()):  # rare: far out in the tails, where log p(x) = -inf
+            # the ELBO is at most log p(x); q = 0 terms (0 * inf) contribute nothing
+            terms = torch.where(log_q.exp() > 0, log_q.exp() * (joint - log_q), 0.0)
+            elbo = torch.where(torch.logsumexp(joint, dim=1) == -math.inf, -math.inf, terms.sum(dim=1))
+        return elbo
 
-    def predict(self, x: Any, exact: bool = False) -> Tensor:
-        """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``."""
-        scores = self._joint(self._data(x)) if exact else self.encoder(self._data(x))
-        return scores.argmax(dim=1)
+    def elbo(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x).
+
+        Chunks as :meth:`log_prob` (in eval mode only: training mode evaluates all rows at once).
+        """
+        check_temperature(temperature)
+        return self._in_chunks(lambda part: self._elbo(part, temperature), x, chunk_size)
+
+    def predict(self, x: Any, exact: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+        """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``.
+
+        Chunks as :meth:`log_prob`; under ``torch.no_grad()`` memory stays flat in N.
+        """
+        scores = self._joint if exact else self.encoder
+        return self._in_chunks(lambda part: scores(part).argmax(dim=1), x, chunk_size)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -224,10 +379,9 @@ class VMoNF(nn.Module):
     @torch.no_grad()
     def sample_component(self, c: int, n: int) -> Tensor:
         """Draw ``n`` points from component ``c``, shape ``(n, D)``."""
-        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.k:
-            raise ValueError(f"c must be a component index in 0..{self.k - 1}, got {c!r}")
+        index = _component_index(c, self.k)
         n = check_positive_int(n, "n")
-        return self.components.sample(torch.full((n,), c, dtype=torch.long, device=self._reference.device))
+        return self.components.sample(torch.full((n,), index, dtype=torch.long, device=self._reference.device))
 
     @torch.no_grad()
     def sample_each_component(self, n: int) -> Tensor:
@@ -242,7 +396,12 @@ class VMoNF(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write config and weights to ``path`` atomically (a temporary file, then a rename)."""
+        """Write config and weights to ``path`` atomically (a temporary file, then a rename).
+
+        The temporary file, ``.<name>.vmonf-tmp-<host>-<pid>-<random>`` in the same folder, is
+        removed if the save fails; one left by a killed save is removed by the next ``save`` into
+        that folder: one whose writing process is gone, or not modified for an hour.
+        """
         if self.config["custom_components"]:
             raise ValueError("save() needs the built-in flows; with custom components use torch.save(model.state_dict())")
         path = Path(path)
@@ -251,7 +410,9 @@ class VMoNF(nn.Module):
             "config": self.config,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        folder = path.parent if str(path.parent) else Path(".")
+        _remove_stale_temporaries(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(payload, f)
@@ -265,7 +426,11 @@ class VMoNF(nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> "VMoNF":
-        """Rebuild a model written by :meth:`save` (read with ``weights_only=True``)."""
+        """Rebuild a model written by :meth:`save` (read with ``weights_only=True``), in eval mode.
+
+        The loaded model answers exactly as the saved one did in eval mode (batch norm uses the
+        saved running averages); call ``.train()`` on it to resume training.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint at {path}")
@@ -283,6 +448,7 @@ class VMoNF(nn.Module):
         if not isinstance(config, dict) or not isinstance(state, dict):
             raise ValueError(f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)")
         config = {k: v for k, v in config.items() if k != "custom_components"}
+        _check_config_fits_weights(cls, path, config, state)
         try:
             model = cls(**config)
         except (TypeError, ValueError) as err:
@@ -293,4 +459,4 @@ class VMoNF(nn.Module):
             model.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(f"{path}: weights do not match the architecture in its config: {err}") from None
-        return model
+        return model.eval()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MNISTUnavailable", "CHECKSUMS", "DEFAULT_MIRRORS", "default_root", "fetch", "read_idx", "load_mnist"]
+__all__ = ["MNISTUnavailable", "MNISTCorrupt", "CHECKSUMS", "DEFAULT_MIRRORS", "default_root", "fetch", "read_idx", "load_mnist"]
 
 #: SHA-256 of the four original MNIST files; a file whose digest differs is never used.
 #:
@@ -54,7 +54,16 @@ PathLike = Union[str, os.PathLike]
 
 
 class MNISTUnavailable(RuntimeError):
-    """No valid cached copy of an MNIST file and no mirror could provide one."""
+    """No valid copy of the MNIST files could be had; the message names the path, the cause and the fix.
+
+    Every failure of :func:`load_mnist` (and :func:`vmonf_mini.data.mnist`) other than a bad
+    argument is this class or its subclass :class:`MNISTCorrupt`, so ``except MNISTUnavailable``
+    is a complete fallback.
+    """
+
+
+class MNISTCorrupt(MNISTUnavailable, ValueError):
+    """A file that passed its checksum (e.g. a custom ``checksums``) is not valid MNIST data."""
 
 
 def default_root() -> Path:
@@ -117,18 +126,28 @@ def fetch(
     path = root / filename
     errors: List[str] = []
     if path.is_file():
-        actual = _sha256(path)
+        try:
+            actual = _sha256(path)
+        except OSError as err:
+            actual = f"unreadable: {type(err).__name__}: {err}"
         if actual == expected:
             return path
-        warnings.warn(f"cached {path} is corrupt or truncated (SHA-256 {actual}, expected {expected}); "
-                      "fetching it again", stacklevel=2)
+        problem = f"cached {path} is corrupt or truncated (SHA-256 {actual}, expected {expected})"
+        errors.append(problem)
+        warnings.warn(problem + ("; fetching it again" if download else "; download=False, so it is not replaced"),
+                      stacklevel=2)
+    fix = ""
     if not download:
         errors.append("download=False, so no mirror was tried")
     else:
         mirrors = _as_mirrors(mirrors)
         if not mirrors:
             errors.append("no mirrors were given")
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            errors.append(f"the folder {root} cannot be created: {type(err).__name__}: {err}")
+            fix, mirrors = " Or choose a folder that can be created: pass root= or set VMONF_DATA_DIR.", ()
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:
@@ -140,6 +159,7 @@ def fetch(
         f"MNIST file {filename} is not available in {root}:\n"
         + "".join(f"  - {line}\n" for line in errors)
         + f"To fix: copy the four MNIST .gz files into {root} (see data/README.md) or connect to the internet."
+        + fix
     )
 
 
@@ -184,6 +204,12 @@ def load_mnist(
     """MNIST images of ``digits`` from ``split`` ("train" or "test"), in file order.
 
     Returns ``x`` float32 ``(N, 784)`` with pixels / 255 in [0, 1] and ``y`` int64 ``(N,)``.
+
+    Raises:
+        ValueError: a bad ``digits`` or ``split`` (checked before touching the disk).
+        MNISTUnavailable: no valid copy could be had (missing, corrupt or unreadable cache, a
+            cache folder that cannot be created, no mirror reachable); :class:`MNISTCorrupt`
+            (also a ``ValueError``) when files that passed their checksums are not MNIST data.
     """
     if split not in _PREFIX:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -195,14 +221,18 @@ def load_mnist(
         path = fetch(f"{_PREFIX[split]}-{kind}.gz", root, mirrors, checksums, timeout, download)
         return path, read_idx(path, magic)
 
-    image_path, images = get("images-idx3-ubyte", 2051)
-    label_path, labels = get("labels-idx1-ubyte", 2049)
-    if images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_path} holds images of shape {images.shape[1:]}, expected (28, 28)")
-    if len(images) != len(labels):
-        raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{label_path} holds labels above 9")
+    try:
+        image_path, images = get("images-idx3-ubyte", 2051)
+        label_path, labels = get("labels-idx1-ubyte", 2049)
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{image_path} holds images of shape {images.shape[1:]}, expected (28, 28)")
+        if len(images) != len(labels):
+            raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{label_path} holds labels above 9")
+    except ValueError as err:  # the files passed their checksums but are not MNIST data
+        raise MNISTCorrupt(f"{err}\nTo fix: replace the files in {root} by the original MNIST files "
+                           "(see data/README.md), or use the default checksums.") from None
     keep = np.isin(labels, chosen)
     x = torch.from_numpy(images[keep].reshape(-1, 784).astype(np.float32) / 255.0)
     return x, torch.from_numpy(labels[keep].astype(np.int64))

@@ -106,7 +106,15 @@ class LogitTransform:
         return self.forward(x)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``x (N, D)`` in ``[0, 1]`` -> ``y (N, D)`` and ``log|det dy/dx| (N,)``."""
+        """``x (N, D)`` in ``[0, 1]`` -> ``y (N, D)`` and ``log|det dy/dx| (N,)``.
+
+        Raises:
+            ValueError: ``x`` holds values outside ``[0, 1]`` (or NaN), where the logit is undefined.
+        """
+        outside = ~((x >= 0) & (x <= 1))
+        if bool(outside.any()):
+            raise ValueError(f"x must hold pixels in [0, 1]; {int(outside.sum())} values are outside (or NaN), "
+                             f"e.g. {x[outside][:3].tolist()}")
         s = self.alpha + (1.0 - 2.0 * self.alpha) * x
         y = torch.log(s) - torch.log1p(-s)
         log_det = (math.log1p(-2.0 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
@@ -129,6 +137,11 @@ def _eigh_single_thread(matrix: Tensor) -> Tuple[Tensor, Tensor]:
         return torch.linalg.eigh(matrix)
     finally:
         torch.set_num_threads(threads)
+
+
+def _floating(x: Tensor) -> torch.dtype:
+    """The dtype results for ``x`` are returned in: its own if floating, else the default (float32)."""
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
 class PCAWhitening:
@@ -210,18 +223,18 @@ class PCAWhitening:
         return variances.sqrt() if self.whiten else torch.ones_like(variances)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Coordinates ``z (N, dim)`` of ``x (N, D)``, in ``x``'s dtype."""
+        """Coordinates ``z (N, dim)`` of ``x (N, D)``, in ``x``'s dtype if floating (integer pixels: the default float dtype)."""
         mean, components, _ = self._fitted()
         z = (x.to(torch.float64) - mean.to(x.device)) @ components.to(x.device) / self._scale().to(x.device)
-        return z.to(x.dtype)
+        return z.to(_floating(x))
 
     __call__ = forward
 
     def inverse(self, z: Tensor) -> Tensor:
-        """The reconstruction ``x (N, D)`` of coordinates ``z (N, dim)``, in ``z``'s dtype."""
+        """The reconstruction ``x (N, D)`` of coordinates ``z (N, dim)``, in ``z``'s dtype if floating."""
         mean, components, _ = self._fitted()
         x = (z.to(torch.float64) * self._scale().to(z.device)) @ components.T.to(z.device) + mean.to(z.device)
-        return x.to(z.dtype)
+        return x.to(_floating(z))
 
     @property
     def log_det(self) -> float:
@@ -236,13 +249,13 @@ class PCAWhitening:
         mean, components, _ = self._fitted()
         d_full = mean.shape[0]
         if self.dim == d_full:
-            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            return torch.zeros(x.shape[0], dtype=_floating(x), device=x.device)
         centred = x.to(torch.float64) - mean.to(x.device)
         inside = centred @ components.to(x.device)
         sq = (centred * centred).sum(-1) - (inside * inside).sum(-1)
         var, m = self.residual_variance, d_full - self.dim
         out = -0.5 * sq.clamp_min(0.0) / var - 0.5 * m * math.log(2 * math.pi * var)
-        return out.to(x.dtype)
+        return out.to(_floating(x))
 
     def full_log_prob(self, x: Tensor, log_prob_z: Tensor) -> Tensor:
         """Turn ``log p(z)`` of ``z = forward(x)`` into ``log p(x)`` on all ``D`` features, ``(N,)``.
