@@ -277,12 +277,13 @@ class VMoNF(nn.Module):
         """
         return self._in_chunks(self.components.log_prob, x, chunk_size)
 
-    def joint(self, x: Any) -> Tensor:
+    def joint(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
         """``log p(c) + log p(x|c)`` for every component, shape ``(N, K)``: the log of the joint ``p(x, c)``.
 
         Every density of the model derives from it: ``log p(x)`` is its logsumexp over ``c``,
         the exact posterior ``p(c|x)`` its softmax, and the training losses of
-        :mod:`vmonf_mini.objectives` take it as input (chapter 4).
+        :mod:`vmonf_mini.objectives` take it as input (chapter 4).  ``chunk_size``: rows evaluated
+        at a time in eval mode (see :meth:`log_prob`).
 
         >>> import torch
         >>> model = VMoNF(dim=2, k=3, blocks=2).eval()
@@ -290,7 +291,7 @@ class VMoNF(nn.Module):
         >>> torch.allclose(model.joint(x).logsumexp(dim=1), model.log_prob(x))
         True
         """
-        return self._joint(self._data(x))
+        return self._in_chunks(self._joint, x, chunk_size)
 
     def _joint(self, x: Tensor) -> Tensor:
         return self.components.log_prob(x) + self.log_prior()
