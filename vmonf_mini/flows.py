@@ -249,9 +249,10 @@ def _overflow_to_minus_inf(log_p: Tensor, x: Tensor, flow: nn.Module) -> Tensor:
     ``0 * inf`` then give NaN; the density there is 0 (the log-determinants are bounded, the base
     term is -inf), so the answer is ``-inf``.  NaN stays NaN for a NaN input and for a flow whose
     own parameters or buffers are not finite (a broken model must not look like a tail).  Only
-    a NaN result pays for the checks: the hot path adds one ``isnan().any()``.
+    a NaN result pays for the checks: evaluation adds one ``isnan().any()``.  Training skips them
+    (a NaN and a -inf loss stop training alike, and the check would cost a device sync a step).
     """
-    if log_p.is_meta:  # shapes only: there are no values to check
+    if log_p.is_meta or flow.training:  # shapes only, or training: nothing to gain
         return log_p
     nan = torch.isnan(log_p)
     if not bool(nan.any()) or not all(bool(torch.isfinite(t).all()) for t in (*flow.parameters(), *flow.buffers())):
