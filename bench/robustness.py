@@ -1,8 +1,8 @@
 """Does training succeed for every seed?  (``make robustness``)
 
-Four experiments of the book, each trained from scratch with ``--seeds`` different seeds (all seeds
-of an experiment in one ``vm.fit_many`` call, each run exactly as ``vm.fit`` with its seed)
-(default 10); a run counts as a success when its matched (Hungarian) accuracy reaches the
+Four experiments of the book, each trained from scratch with ``--seeds`` different seeds (default
+10; all seeds of an experiment in one ``vm.fit_many`` call, each run exactly as ``vm.fit`` with its
+seed); a run counts as a success when its matched (Hungarian) accuracy reaches the
 experiment's threshold:
 
 * ``pinwheel``: the paper's 2-D pinwheel, K=5, RealNVP 8 blocks of hidden 8, encoder (32, 32),
