@@ -597,6 +597,8 @@ def test_page(page, site, tab):
                  f"/blob/{repo['branch']}/{Path(page).with_suffix('.ipynb').as_posix()}")
         if colab not in report["launch"]:
             problems.append(f"no Colab launch button to {colab} (found {report['launch']})")
+        # the rocket button too: every Colab link names the path in the repository, not ./book/...
+        problems += [f"Colab link not to {colab}: {u}" for u in report["launch"] if u != colab]
         if not any(u.endswith(f"/_sources/{Path(page).with_suffix('.ipynb').as_posix()}") for u in report["downloads"]):
             problems.append(f"no .ipynb download link (found {report['downloads']})")
     assert not problems, (f"{page} ({report['title']!r}, screenshot {SHOTS / _shot_name(page)}):\n  "
