@@ -11,7 +11,7 @@ torch.Size([3])
 
 from . import checks, data, flows, metrics, notebook, preprocess
 from .mixture import VMoNF
-from .notebook import budget, default_device, pick, seed_everything
+from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
 from .training import ExponentialDecay, History, fit
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ExponentialDecay",
     "budget",
     "pick",
+    "full_budget_hint",
     "seed_everything",
     "default_device",
     "flows",
@@ -30,4 +31,4 @@ __all__ = [
     "checks",
     "preprocess",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
