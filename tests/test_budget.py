@@ -94,3 +94,22 @@ def test_full_budget_hint_on_a_gpu_only_and_below_full(no_env, monkeypatch, caps
     vm.budget("full")
     vm.full_budget_hint("06_pinwheel", SIZES, "cuda")
     assert capsys.readouterr().out == ""
+
+
+def test_the_books_timings_table_is_the_times_file():
+    """book/timings.md shows vmonf_mini/budget_times.json as `chapter_times.py --render` writes it."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("chapter_times", bench / "chapter_times.py")
+        chapter_times = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(chapter_times)
+    finally:
+        sys.path.remove(str(bench))
+    page = chapter_times.PAGE.read_text(encoding="utf-8")
+    shown = page.split(chapter_times.TABLE_START, 1)[1].split(chapter_times.TABLE_END, 1)[0].strip()
+    assert shown == chapter_times.render_table(notebook.budget_times()), "run: python bench/chapter_times.py --render"
