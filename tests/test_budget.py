@@ -90,7 +90,7 @@ def test_full_budget_hint_on_a_gpu_only_and_below_full(no_env, monkeypatch, caps
     assert "{'epochs': 400}" in text
     assert "5 min on NVIDIA H200" in text and "not run to its end (stopped after 60 min) on 2 CPU cores" in text
     vm.full_budget_hint("01_other", SIZES, "cuda")
-    assert "not measured on NVIDIA H200" in capsys.readouterr().out
+    assert "has not been measured yet (not measured on 2 CPU cores; not measured on NVIDIA H200)" in capsys.readouterr().out
     vm.budget("full")
     vm.full_budget_hint("06_pinwheel", SIZES, "cuda")
     assert capsys.readouterr().out == ""

@@ -117,11 +117,12 @@ def full_budget_hint(chapter: str, sizes: Mapping[str, Any],
     times = budget_times()
     hardware = times.get("hardware", {})
     measured = times.get("chapters", {}).get(chapter, {}).get("full", {})
-    where = [f"{describe_time(measured.get(key))} on {info.get('name') or key}"
-             for key, info in hardware.items()] or ["not measured"]
+    where = [f"{describe_time(measured.get(key))} on {info.get('name') or key}" for key, info in hardware.items()]
+    took = (f"It took: {'; '.join(where)}." if any(measured.get(key) for key in hardware)
+            else "How long it takes has not been measured yet" + (f" ({'; '.join(where)})." if where else "."))
     text = (f'This runtime has a GPU: the "full" budget (the paper\'s settings) would run {sizes["full"]}.\n'
-            f"It took: {'; '.join(where)}.\n"
-            f'Set BUDGET = "full" in the cell above and run the chapter again to use it.')
+            f"{took}\n"
+            f'To use it, choose "full" for BUDGET in this cell and run the chapter again.')
     print(text)
 
 
