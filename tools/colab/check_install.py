@@ -66,9 +66,13 @@ def problems_with(before: Dict[str, str], after: Dict[str, str]) -> List[str]:
     for name in sorted(set(before) | set(after)):
         if before.get(name) == after.get(name):
             continue
-        if name in before or name not in INSTALLED_BY_THE_CELL:
-            what = f"{name}: {before.get(name, 'absent')} -> {after.get(name, 'absent')}"
-            found.append(("replaced a package the kernel has loaded, " if name in PROTECTED else "changed ") + what)
+        if name in before and name in after:
+            what = f"replaced {name} {before[name]} -> {after[name]}"
+            found.append(what + (" (a package the kernel has loaded)" if name in PROTECTED else ""))
+        elif name in before:
+            found.append(f"removed {name} {before[name]}")
+        elif name not in INSTALLED_BY_THE_CELL:
+            found.append(f"added {name} {after[name]}, which the chapters do not need")
     if "vmonf-mini" not in after:
         found.append("vmonf_mini was not installed")
     return found
