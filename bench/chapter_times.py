@@ -81,7 +81,7 @@ def execute(path: Path, budget: str, timeout: int, keep: Optional[Path]) -> Dict
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, keep / f"{path.stem}.{budget}.ipynb")
-    return {"seconds": seconds, "status": status, "error": error[:200]}
+    return {"seconds": seconds, "status": status, "error": error[:200], "load": load_string()}
 
 
 # ------------------------------------------------------------------ the times file and the book's table
@@ -115,7 +115,7 @@ def record(times: Dict[str, object], results: Dict[str, Dict[str, Dict[str, obje
                 "seconds": round(float(r["seconds"]), 1),
                 "date": today, "commit": commit, "torch": torch.__version__,
                 "threads": os.environ.get("OMP_NUM_THREADS", "torch's default"),
-                "load": load_string(), "how": "bench/chapter_times.py",
+                "load": r.get("load", load_string()), "how": "bench/chapter_times.py",
             }
 
 
