@@ -59,7 +59,6 @@ def test_numpy_copy_warnings_are_found_in_outputs():
 @pytest.mark.colab
 @pytest.mark.skipif(os.environ.get("VMONF_COLAB_TEST", "") in ("", "0"), reason="the Colab-like check: make colab-test")
 def test_every_chapter_installs_and_runs_in_a_colab_like_environment():
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "colab" / "check_install.py")],
-                         capture_output=True, text=True)
-    print(run.stdout)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    # the check's report streams to the terminal (make colab-test runs pytest with -s)
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "colab" / "check_install.py")])
+    assert run.returncode == 0, "the Colab-like check failed: see its report above"

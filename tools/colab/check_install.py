@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -123,6 +124,9 @@ def build_wheel(env: Path, out: Path) -> Path:
     wheels = sorted(out.glob("vmonf_mini-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one wheel in {out}, found {wheels}")
+    with zipfile.ZipFile(wheels[0]) as wheel:  # the data the headers read on a GPU (package-data)
+        if "vmonf_mini/budget_times.json" not in wheel.namelist():
+            raise SystemExit(f"{wheels[0].name} lacks vmonf_mini/budget_times.json")
     return wheels[0]
 
 
