@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: install test book smoke-book browser-test bench robustness timings record clean
+.PHONY: install test book smoke-book browser-test colab-test bench robustness timings record clean
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ book: $(STAMP)
 ## Here a missing book or browser fails instead of skipping.
 browser-test: $(STAMP)
 	VMONF_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/test_browser.py -m browser -q -p no:cacheprovider
+
+## Colab as a student meets it: every chapter on the smoke budget, its own install cell pointed at a
+## wheel of this checkout, in a Python 3.11 env with Colab's versions (tools/colab/constraints.txt;
+## .venv-colab, made on first use). Fails when a chapter fails or the install replaces a package.
+colab-test: $(STAMP)
+	VMONF_COLAB_TEST=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests/test_colab.py -m colab -q -s -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py

@@ -441,6 +441,9 @@ PAGE_REPORT_JS = r"""
     pageText: text(main),
     widgets: views.length,
     widgetsShown: views.filter(widgetShown).length,
+    widgetViews: views.map(v => { try { return JSON.parse(v.textContent).model_id; } catch (e) { return null; } }),
+    widgetState: Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]'))
+      .map(s => { try { return JSON.parse(s.textContent).state || {}; } catch (e) { return {}; } }),
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     launch: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href),
     downloads: Array.from(document.querySelectorAll('a[href$=".ipynb"]')).map(a => a.href),
@@ -554,6 +557,31 @@ def _report(tab: Tab, site: _Server, page: str) -> tuple:
     return report, errors, remote
 
 
+# Widget models that take input: on a static page they are drawn but do nothing. (Progress bars
+# and outputs are not in this list: they only show.)
+CONTROL_MODELS = re.compile(r"(Slider|Button|Dropdown|Text|Checkbox|ToggleButtons|RadioButtons|Select|Picker|Play)")
+
+
+def _controls_shown(view_ids: List[Optional[str]], states: List[Dict[str, Any]]) -> List[str]:
+    """The input widgets among the page's widget views and their children (interact's sliders)."""
+    models: Dict[str, Any] = {}
+    for state in states:
+        models.update(state)
+    found, todo, seen = [], [v for v in view_ids if v], set()
+    while todo:
+        model_id = todo.pop()
+        if model_id in seen or model_id not in models:
+            continue
+        seen.add(model_id)
+        model = models[model_id]
+        name = model.get("model_name", "")
+        if CONTROL_MODELS.search(name):
+            found.append(f"{name} {model.get('state', {}).get('description', '')!r}".strip())
+        children = model.get("state", {}).get("children", [])
+        todo += [c[len("IPY_MODEL_"):] for c in children if isinstance(c, str) and c.startswith("IPY_MODEL_")]
+    return sorted(found)
+
+
 def _local_file(url: str, base: str) -> Optional[Path]:
     if not url.startswith(base):
         return None
@@ -581,6 +609,9 @@ def test_page(page, site, tab):
         context = " ".join(report["pageText"][max(0, match.start() - 40):match.end() + 40].split())
         problems.append(f"raw TeX in the text: ...{context}..."
                         + (f" ({len(raw)} places in all)" if len(raw) > 3 and match is raw[0] else ""))
+    controls = _controls_shown(report["widgetViews"], report["widgetState"])
+    if controls:  # a static page cannot act on a control: show a figure instead (e.g. small multiples)
+        problems.append(f"inert widget controls on a static page: {', '.join(controls)}")
     if report["widgets"] != report["widgetsShown"]:
         problems.append(f"{report['widgets'] - report['widgetsShown']} of {report['widgets']} widget views not drawn")
     problems += [f"console: {e}" for e in errors]
@@ -597,10 +628,27 @@ def test_page(page, site, tab):
                  f"/blob/{repo['branch']}/{Path(page).with_suffix('.ipynb').as_posix()}")
         if colab not in report["launch"]:
             problems.append(f"no Colab launch button to {colab} (found {report['launch']})")
+        # the rocket button too: every Colab link names the path in the repository, not ./book/...
+        problems += [f"Colab link not to {colab}: {u}" for u in report["launch"] if u != colab]
         if not any(u.endswith(f"/_sources/{Path(page).with_suffix('.ipynb').as_posix()}") for u in report["downloads"]):
             problems.append(f"no .ipynb download link (found {report['downloads']})")
     assert not problems, (f"{page} ({report['title']!r}, screenshot {SHOTS / _shot_name(page)}):\n  "
                           + "\n  ".join(problems))
+
+
+def test_controls_are_found_inside_interacts_box():
+    """What the page check calls an inert control: interact's sliders (children of a VBox), not a
+    progress bar or an output area."""
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_eps", "IPY_MODEL_out"]}},
+        "eps": {"model_name": "FloatSliderModel", "state": {"description": "skew ε", "style": "IPY_MODEL_st"}},
+        "st": {"model_name": "SliderStyleModel", "state": {}},
+        "out": {"model_name": "OutputModel", "state": {}},
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_p"]}},
+        "p": {"model_name": "FloatProgressModel", "state": {"description": ""}},
+    }
+    assert _controls_shown(["box", "bar"], [state]) == ["FloatSliderModel 'skew ε'"]
+    assert _controls_shown(["bar"], [state]) == []
 
 
 def test_search_finds_pages(site, tab):

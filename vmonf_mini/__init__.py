@@ -11,7 +11,7 @@ torch.Size([3])
 
 from . import checks, data, experiments, flows, metrics, notebook, objectives, preprocess, records, stacking
 from .mixture import VMoNF
-from .notebook import budget, default_device, pick, seed_everything
+from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
 from .training import ExponentialDecay, History, fit, fit_many
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ExponentialDecay",
     "budget",
     "pick",
+    "full_budget_hint",
     "seed_everything",
     "default_device",
     "flows",
@@ -35,4 +36,4 @@ __all__ = [
     "experiments",
     "records",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
