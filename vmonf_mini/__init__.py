@@ -13,9 +13,13 @@ from . import checks, data, flows, metrics, notebook, preprocess
 from .mixture import VMoNF
 from .notebook import budget, default_device, pick, seed_everything
 from .training import ExponentialDecay, History, fit
+from . import recipes
+from .estimator import MixtureOfFlows
 
 __all__ = [
     "VMoNF",
+    "MixtureOfFlows",
+    "recipes",
     "fit",
     "History",
     "ExponentialDecay",
