@@ -226,6 +226,7 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 #: Chapter 8's image recipe: PCA dimension, flows, encoder and training (full budget's epochs).
 IMAGE_RECIPE: Dict[str, Any] = dict(
     pca_dim=10,
+    gmm_n_init=10,
     model=dict(flow="realnvp", blocks=6, hidden=32, encoder_hidden=(128, 128)),
     fit=dict(epochs=50, init_epochs=10, batch_size=1024, lr=3e-3),
 )
@@ -271,7 +272,9 @@ def cluster_images(
 
     1. pixels (on the grid ``j / (levels - 1)``) are dequantized with noise seeded by ``seed``;
     2. projected onto their top ``pca_dim`` principal directions (default 10) and whitened;
-    3. a full-covariance Gaussian mixture of ``k`` components (``random_state=seed``) clusters them;
+    3. a full-covariance Gaussian mixture of ``k`` components clusters them (the best of 10 starts
+       by likelihood, ``random_state=seed``: chapter 8 used one, which is stable on MNIST, while on
+       the 8x8 digits one start in three ends near 0.80 matched accuracy);
     4. a VMoNF (RealNVP 6 blocks hidden 32, encoder (128, 128)) learns that partition for
        ``init_epochs``, then trains by the ELBO for ``epochs`` (Adam 3e-3, batch 1024).
 
@@ -303,7 +306,7 @@ def cluster_images(
     xq = dequantize(x, levels=levels, generator=torch.Generator().manual_seed(seed))
     pca = PCAWhitening(dim=dim).fit(xq)
     z = pca.forward(xq)
-    gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed).fit(z.numpy())
+    gmm = GaussianMixture(k, covariance_type="full", n_init=IMAGE_RECIPE["gmm_n_init"], random_state=seed).fit(z.numpy())
     start = gmm.predict(z.numpy())
     torch.manual_seed(seed)
     model = VMoNF(dim, k, **IMAGE_RECIPE["model"])
