@@ -216,3 +216,22 @@ def test_standard_scaler_in_front_changes_nothing():
         tiny().fit(x).score_samples(x),
         rtol=1e-4,
     )
+
+
+def test_a_failed_run_is_never_kept(monkeypatch):
+    """Runs whose loss became non-finite (History None) get -inf; if all failed, fit says so."""
+    import vmonf_mini.estimator as module
+
+    train = module._train_runs
+
+    def first_fails(models, *args, **kwargs):
+        histories = train(models, *args, **kwargs)
+        return [None] + histories[1:]
+
+    monkeypatch.setattr(module, "_train_runs", first_fails)
+    x, _ = _blobs()
+    est = tiny(n_init=2).fit(x)
+    assert est.lower_bounds_[0] == -np.inf and np.isfinite(est.lower_bound_)
+    monkeypatch.setattr(module, "_train_runs", lambda models, *a, **k: [None] * len(models))
+    with pytest.raises(FloatingPointError, match="every run ended with a non-finite objective"):
+        tiny(n_init=2).fit(x)

@@ -51,14 +51,23 @@ _CHUNK = 8192  # rows per forward pass at prediction time
 AUTO_EPOCHS = {"unsupervised": 100, "semi-supervised": 10}
 
 
-def _train_runs(models: List[VMoNF], x: torch.Tensor, labels: Optional[torch.Tensor], seeds: List[int], **kw: Any) -> List[History]:
-    """Train ``models`` (same architecture, one seed each): ``vm.fit_many`` where it exists, else one by one."""
+def _train_runs(
+    models: List[VMoNF], x: torch.Tensor, labels: Optional[torch.Tensor], seeds: List[int], **kw: Any
+) -> List[Optional[History]]:
+    """Train ``models`` (same architecture, one seed each): ``vm.fit_many`` where it exists, else
+    one by one. A run whose loss became non-finite gets ``None`` instead of its History."""
     from . import training
 
     fit_many = getattr(training, "fit_many", None)
     if fit_many is not None:
         return fit_many(models, x, labels, seeds=seeds, **kw)
-    return [_fit_one(model, x, labels, seed=seed, **kw) for model, seed in zip(models, seeds)]
+    histories: List[Optional[History]] = []
+    for model, seed in zip(models, seeds):
+        try:
+            histories.append(_fit_one(model, x, labels, seed=seed, **kw))
+        except FloatingPointError:
+            histories.append(None)
+    return histories
 
 
 class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
@@ -67,9 +76,10 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
     ``p(x) = sum_c p(c) p(x|c)``, each ``p(x|c)`` a normalizing flow, ``p(c) = 1/K``, and an
     encoder ``q(c|x)`` trained with the flows by the ELBO (Pires & Figueiredo, 2020; chapter 4).
     What the book found is built in: the features are standardised (and the change of units is
-    undone exactly in :meth:`score_samples` and :meth:`sample`), each run starts from a k-means
-    partition (a Gaussian mixture's by default, chapters 6 and 8), and ``n_init`` runs are trained together (``vm.fit_many``) from
-    different seeds, the one with the highest training objective kept.
+    undone exactly in :meth:`score_samples` and :meth:`sample`), the runs start from a
+    partition they first learn (a Gaussian mixture's clusters by default: chapter 6's k-means
+    head start, chapter 8's Gaussian-mixture start), and ``n_init`` runs are trained together
+    (``vm.fit_many``) from different seeds, the one with the highest training objective kept.
 
     **Semi-supervised.** ``fit(X, y)`` with ``y`` holding a component index ``0..K-1`` for
     labeled points and ``-1`` for unlabeled ones (scikit-learn's convention): component ``c``
@@ -125,7 +135,8 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         converged_: whether the mean training loss over the last tenth of the epochs (at least one)
             differs from that over the tenth before by at most ``tol`` nats per point.
         labels_: ``predict(X)`` of the training data.
-        mean_, scale_: the standardisation, ``(X - mean_) / scale_``.
+        mean_: the features' means (the standardisation is ``(X - mean_) / scale_``).
+        scale_: the features' standard deviations (1 for a constant feature).
         n_features_in_: number of features seen in ``fit``.
     """
 
@@ -208,7 +219,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             progress=bool(self.verbose),
         )
         histories = _train_runs(models, x.to(device), None if labels is None else labels.to(device), seeds, **settings)
-        objectives = [self._objective(m.double(), x, labels) for m in models]
+        objectives = [-math.inf if h is None else self._objective(m.double(), x, labels) for m, h in zip(models, histories)]
         best = int(np.argmax(objectives))
         if not math.isfinite(objectives[best]):
             raise FloatingPointError("every run ended with a non-finite objective: try a lower learning_rate")
