@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .checks import check_positive_int
+from .checks import check_number, check_positive_int
 from .mixture import VMoNF
 from .notebook import default_device
 from .training import History
@@ -211,7 +211,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         settings = dict(
             epochs=self._epochs(labels is not None),
             batch_size=check_positive_int(self.batch_size, "batch_size"),
-            lr=self.learning_rate,
+            lr=check_number(self.learning_rate, "learning_rate"),
             init=self._head_start(x, labels, k, seeds[0]),
             init_epochs=self.init_epochs,
             pretrain_epochs=self.pretrain_epochs if labels is not None else 0,
