@@ -251,7 +251,7 @@ class ImageClusters:
 
     @torch.no_grad()
     def predict(self, pixels: Any) -> np.ndarray:
-        """Clusters (argmax q(c|x)) of new images, on the grid the recipe was fitted on or not."""
+        """Clusters (argmax q(c|x)) of images ``pixels (N, D)``, new ones too (no dequantization noise added)."""
         z = self.transform(pixels).to(self.model.prior_logits.device)
         return self.model.predict(z).cpu().numpy()
 
