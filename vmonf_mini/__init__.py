@@ -13,9 +13,13 @@ from . import checks, data, experiments, flows, metrics, notebook, objectives, p
 from .mixture import VMoNF
 from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
 from .training import ExponentialDecay, History, fit, fit_many
+from . import recipes
+from .estimator import MixtureOfFlows
 
 __all__ = [
     "VMoNF",
+    "MixtureOfFlows",
+    "recipes",
     "fit",
     "fit_many",
     "History",

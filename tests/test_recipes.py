@@ -1,0 +1,80 @@
+"""vmonf_mini.recipes: each setting of the book in one place, and the calls that run them."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import vmonf_mini as vm
+from vmonf_mini import recipes
+from vmonf_mini.metrics import cluster_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _robustness():
+    spec = importlib.util.spec_from_file_location("robustness", ROOT / "bench" / "robustness.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["robustness"] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["robustness"]
+    return module.EXPERIMENTS
+
+
+@pytest.mark.parametrize(
+    "name, recipe",
+    [
+        ("pinwheel", recipes.pinwheel()),
+        ("pinwheel, paper settings", recipes.pinwheel_paper()),
+        ("two circles", recipes.two_circles()),
+        ("digits", recipes.digits()),
+    ],
+)
+def test_recipes_hold_the_settings_bench_robustness_measures(name, recipe):
+    """Until bench/robustness.py takes its settings from here, the two must not drift apart."""
+    experiment = _robustness()[name]
+    assert recipe.model == experiment.model
+    assert recipe.fit == experiment.fit
+    assert recipe.labels_per_class == experiment.labels_per_class
+
+
+def test_with_fit_overrides_without_touching_the_recipe():
+    paper = recipes.pinwheel_paper()
+    short = paper.with_fit(epochs=2)
+    assert short.fit["epochs"] == 2 and paper.fit["epochs"] == 400
+    assert short.model == paper.model
+    with pytest.raises(TypeError, match=r"\['epoch'\] are not arguments of vmonf_mini.fit"):
+        paper.with_fit(epoch=2)
+
+
+def test_run_builds_and_trains_the_recipe():
+    recipe = recipes.two_circles(epochs=1, pretrain_epochs=2)
+    x, y = recipes.data_for(recipe, n_per_circle=64)
+    labels = recipes.labeled_subset(y, recipe.labels_per_class)
+    model, history = recipe.run(x, labels, seed=0)
+    assert isinstance(model, vm.VMoNF) and model.k == 2 and model.config["blocks"] == 10
+    assert len(history.pretrain_loss) == 2 and len(history.loss) == 1 and not model.training
+
+
+def test_labeled_subset():
+    y = torch.tensor([0] * 10 + [1] * 5)
+    labels = recipes.labeled_subset(y, per_class=3, seed=1)
+    assert torch.bincount(labels[labels >= 0]).tolist() == [3, 3]
+    assert bool((labels[labels >= 0] == y[labels >= 0]).all())
+    assert torch.equal(labels, recipes.labeled_subset(y, per_class=3, seed=1))
+    assert not torch.equal(labels, recipes.labeled_subset(y, per_class=3, seed=2))
+    with pytest.raises(ValueError, match="class 1 has 5 points, fewer than per_class=6"):
+        recipes.labeled_subset(y, per_class=6)
+
+
+def test_cluster_images_on_the_digits():
+    x, y = vm.data.digits()
+    fitted = recipes.cluster_images(x, 5, levels=17, init_epochs=40, epochs=5, seed=0)
+    assert fitted.labels.shape == (901,) and fitted.model.dim == 10 and fitted.pca.dim == 10
+    assert cluster_accuracy(y, fitted.gmm_labels) > 0.9      # the Gaussian mixture's start
+    assert cluster_accuracy(y, fitted.labels) > 0.9          # kept by the flows
+    assert (fitted.predict(x) == fitted.labels).mean() > 0.95  # new pixels: no dequantization noise
