@@ -80,64 +80,27 @@ class Experiment:
     quick_epochs: Dict[str, int] = field(default_factory=dict)  # fit arguments overridden by --quick
 
 
-def _pinwheel():
-    import vmonf_mini as vm
+def _experiment(recipe: Any, threshold: float, quick: Dict[str, int]) -> Experiment:
+    """An experiment whose settings and data are those of a :mod:`vmonf_mini.recipes` recipe."""
+    from vmonf_mini import recipes
 
-    return tuple(vm.data.pinwheel())
-
-
-def _circles():
-    import vmonf_mini as vm
-
-    return tuple(vm.data.two_circles())
+    return Experiment(recipe.name, threshold, lambda: tuple(recipes.data_for(recipe)), model=dict(recipe.model),
+                      fit=dict(recipe.fit), labels_per_class=recipe.labels_per_class, quick_epochs=quick)
 
 
-def _digits():
-    """Digits 0-4 on their top 10 principal directions, divided by one global standard deviation.
+def _experiments() -> Dict[str, Experiment]:
+    """The settings live in ``vmonf_mini.recipes`` (one home for each number, shared with the book)."""
+    from vmonf_mini import recipes
 
-    Not whitened: whitening inflates the low-variance (noisy) directions, and k-means, which
-    initialises the mixture, then finds 0.80-0.85 accuracy instead of 0.89.
-    """
-    import vmonf_mini as vm
-    from sklearn.decomposition import PCA
-
-    x, y = vm.data.digits()
-    z = PCA(n_components=10, random_state=0).fit_transform(x.numpy())
-    return torch.as_tensor(z / z.std(), dtype=torch.float32), y
+    return {e.name: e for e in (
+        _experiment(recipes.pinwheel(), 0.98, dict(epochs=30)),
+        _experiment(recipes.pinwheel_paper(), 0.98, dict(epochs=30, init_epochs=30)),
+        _experiment(recipes.two_circles(), 0.99, dict(epochs=2, pretrain_epochs=30)),
+        _experiment(recipes.digits(), 0.90, dict(epochs=10)),
+    )}
 
 
-EXPERIMENTS = {
-    "pinwheel": Experiment(
-        "pinwheel", 0.98, _pinwheel,
-        model=dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)),
-        fit=dict(epochs=100, batch_size=512, lr=3e-3, init="kmeans"),
-        quick_epochs=dict(epochs=30),
-    ),
-    # The paper's own settings (thesis: three-unit encoder, Adam 1e-3, batch 512, 400 epochs) with
-    # one addition, a k-means initialisation whose 100 epochs run at 1e-2: at 1e-3 the three-unit
-    # encoder learns the k-means partition too slowly (book chapter 6)
-    "pinwheel, paper settings": Experiment(
-        "pinwheel, paper settings", 0.98, _pinwheel,
-        model=dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(3,)),
-        fit=dict(epochs=400, batch_size=512, lr=1e-3, init="kmeans", init_epochs=100, init_lr=1e-2),
-        quick_epochs=dict(epochs=30, init_epochs=30),
-    ),
-    "two circles": Experiment(
-        "two circles", 0.99, _circles,
-        model=dict(dim=2, k=2, flow="realnvp", blocks=10, hidden=8, encoder_hidden=(16, 16)),
-        # 5 semi-supervised epochs: with 20, the ELBO on the unlabeled points lets the inner
-        # circle's component spread onto the outer circle for some seeds (seed 8: 0.98)
-        fit=dict(epochs=5, batch_size=128, lr=3e-3, pretrain_epochs=100),
-        labels_per_class=32,
-        quick_epochs=dict(epochs=2, pretrain_epochs=30),
-    ),
-    "digits": Experiment(
-        "digits", 0.90, _digits,
-        model=dict(dim=10, k=5, flow="realnvp", blocks=4, hidden=16, encoder_hidden=(32, 32)),
-        fit=dict(epochs=60, batch_size=128, lr=1e-3, init="kmeans"),
-        quick_epochs=dict(epochs=10),
-    ),
-}
+EXPERIMENTS = _experiments()
 
 
 def run_one(name: str, seed: int, quick: bool, threads: int) -> Dict[str, Any]:
@@ -168,15 +131,9 @@ def run_one(name: str, seed: int, quick: bool, threads: int) -> Dict[str, Any]:
 
 def _labels(y: torch.Tensor, per_class: int, seed: int) -> Optional[torch.Tensor]:
     """``per_class`` labels of each class chosen by ``seed`` (-1 elsewhere), or None."""
-    if not per_class:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.full_like(y, -1)
-    for c in torch.unique(y):
-        where = (y == c).nonzero()[:, 0]
-        chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
-        labels[chosen] = y[chosen]
-    return labels
+    from vmonf_mini import recipes
+
+    return recipes.labeled_subset(y, per_class, seed) if per_class else None
 
 
 def run_together(name: str, seeds: List[int], quick: bool, threads: int) -> List[Dict[str, Any]]:

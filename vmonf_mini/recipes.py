@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from . import data
 from .checks import as_data, check_positive_int
 from .mixture import VMoNF
 from .preprocess import PCAWhitening, dequantize
-from .training import History, fit
+from .training import History, fit, fit_many
 
 __all__ = [
     "Recipe",
@@ -100,6 +100,25 @@ class Recipe:
         model = self.build(device)
         history = fit(model, x, labels, seed=seed, device=device, progress=progress, **self.fit)
         return model, history
+
+
+    def run_many(
+        self,
+        x: Any,
+        labels: Any = None,
+        *,
+        seeds: Sequence[int],
+        device: Union[None, str, torch.device] = None,
+        progress: bool = False,
+    ) -> Tuple[List[VMoNF], List[History]]:
+        """One run per seed, trained together by :func:`~vmonf_mini.fit_many` (each exactly as
+        :meth:`run` with that seed); ``labels`` one tensor or one per seed."""
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(self.build(device))
+        histories = fit_many(models, x, labels, seeds=list(seeds), device=device, progress=progress, **self.fit)
+        return models, histories
 
 
 _FIT_ARGUMENTS = frozenset(inspect.signature(fit).parameters) - {"model", "x", "labels"}
