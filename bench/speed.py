@@ -259,27 +259,38 @@ def _device_name(device: str) -> str:
     return f"{device} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
 
 
-def peak_memory(which: int, r: int, device: str) -> float:
-    """Peak memory in MB of a fresh process that trains R runs of ``runs_configs()[which]`` for one epoch.
+def peak_memory(which: int, r: int, device: str) -> Tuple[float, float]:
+    """Memory in MB of one epoch of ``fit_many`` with R runs of ``runs_configs()[which]``, in a fresh process.
 
-    CPU: the process's peak resident set (``ru_maxrss``: Python, torch, data and training);
-    CUDA: ``torch.cuda.max_memory_allocated``.
+    CPU: the peak resident memory during the training (``VmHWM`` after resetting it through
+    ``/proc/self/clear_refs``) and its growth over the memory before it (after imports and data);
+    CUDA: ``torch.cuda.max_memory_allocated`` and the same number (nothing is allocated before).
     """
     code = f"""
-import resource, sys, torch
+import sys, torch
+from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 import speed, vmonf_mini as vm
+def mb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
 rc = speed.runs_configs()[{which}]
 x, y = rc.data()
 vm.seed_everything(0)
 models = [vm.VMoNF(**rc.model).to({device!r}) for _ in range({r})]
 labels = [speed._run_labels(y, rc.labels_per_class, s) for s in range({r})] if rc.labels_per_class else None
-vm.fit_many(models, x, labels, seeds=list(range({r})), epochs=1, progress=False, **rc.fit)
 cuda = torch.device({device!r}).type == "cuda"
-print(torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+if not cuda:
+    Path("/proc/self/clear_refs").write_text("5")
+before = 0.0 if cuda else mb("VmRSS")
+vm.fit_many(models, x, labels, seeds=list(range({r})), epochs=1, progress=False, **rc.fit)
+peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else mb("VmHWM")
+print(peak, peak - before)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    peak, growth = (float(v) for v in done.stdout.strip().splitlines()[-1].split())
+    return peak, growth
 
 
 def matmul_flops(cfg: Config) -> float:
@@ -384,8 +395,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     device=args.device)
         peak = {r: peak_memory(0, r, args.device) for r in (1, rs[-1])}
         results["runs: peak MB"] = peak
-        print(f"\npeak memory of one epoch of fit_many at the pinwheel configuration ({_device_name(args.device)}): "
-              + ", ".join(f"R={r}: {mb:.0f} MB" for r, mb in peak.items()))
+        print(f"\nmemory of one epoch of fit_many at the pinwheel configuration ({_device_name(args.device)}): "
+              + "; ".join(f"R={r}: peak {p:.0f} MB, {g:.0f} MB above the process before training"
+                          for r, (p, g) in peak.items()))
     results["targets"] = check_targets(results)
     if args.quick:
         print("(--quick: targets not enforced)")

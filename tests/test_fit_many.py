@@ -163,3 +163,24 @@ def test_fit_many_takes_one_data_set_per_run():
         _assert_same_state(a, b)
     with pytest.raises(ValueError, match=r"x\[1\] must have shape"):
         fit_many([_model(0, k=2), _model(1, k=2)], [datasets[0], datasets[1][:, :1]], epochs=1)
+
+
+def test_fit_many_takes_data_sets_of_different_sizes_and_trains_them_in_turn():
+    """Chapter 7's label-budget sweep: runs of 64 + 4 and 64 + 8 points in one call."""
+    x, y = two_circles(n_per_circle=32, seed=0)
+    datasets, labels = [], []
+    for seed, extra_n in enumerate((2, 4)):
+        extra, extra_y = two_circles(n_per_circle=extra_n, seed=100 + seed)
+        datasets.append(torch.cat([x, extra]).double())
+        labels.append(torch.cat([torch.full_like(y, -1), extra_y]))
+    options = dict(epochs=2, batch_size=32, pretrain_epochs=1, progress=False)
+    originals = [_model(s, k=2) for s in range(2)]
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    for m, xs, ls, s in zip(alone, datasets, labels, range(2)):
+        fit(m, xs, ls, seed=s, **options)
+    fit_many(together, datasets, labels, seeds=[0, 1], **options)
+    for a, b in zip(alone, together):
+        _assert_same_state(a, b)
+    with pytest.raises(ValueError, match=r"labels must have shape \(68,\)"):
+        fit_many([_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1)

@@ -343,10 +343,11 @@ def _check_seed(seed: Any, name: str) -> int:
     return int(seed)
 
 
-def _per_run(value: Any, runs: int, n: int) -> List[Any]:
-    """``value`` for every run: a list of ``runs`` per-run arrays, or one value repeated."""
+def _per_run(value: Any, runs: int) -> List[Any]:
+    """``value`` for every run: a list of ``runs`` per-run arrays (their lengths are checked
+    against each run's data later), or one value repeated."""
     if isinstance(value, (list, tuple)) and len(value) == runs and runs > 0:
-        if all(isinstance(v, (Tensor, np.ndarray, list, tuple)) and len(v) == n for v in value):
+        if all(isinstance(v, (Tensor, np.ndarray, list, tuple)) for v in value):
             return list(value)
     return [value] * runs
 
@@ -373,9 +374,9 @@ def _fit_runs(
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
     runs = []
+    per_run_labels, per_run_init = _per_run(labels, r), _per_run(s.init, r)
     for i, (seed, data) in enumerate(zip(seeds, points)):
-        n = data.shape[0]
-        runs.append(_new_run(i, seed, _per_run(labels, r, n)[i], _per_run(s.init, r, n)[i], data, models[0].k, s))
+        runs.append(_new_run(i, seed, per_run_labels[i], per_run_init[i], data, models[0].k, s))
     device = s.device or ref.device
     for model in models:
         model.to(device)
