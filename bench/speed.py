@@ -204,15 +204,7 @@ def runs_configs() -> List[RunsConfig]:
 
 
 def _run_labels(y: torch.Tensor, per_class: int, seed: int) -> Optional[torch.Tensor]:
-    if not per_class:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.full_like(y, -1)
-    for c in y.unique():
-        where = (y == c).nonzero(as_tuple=True)[0]
-        chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
-        labels[chosen] = y[chosen]
-    return labels
+    return vm.recipes.labeled_subset(y, per_class, seed) if per_class else None
 
 
 def run_runs(rc: RunsConfig, rs: List[int], epochs: int, repeats: int, device: str) -> Dict[int, Dict[str, float]]:

@@ -29,13 +29,18 @@ def _assert_same_state(a: VMoNF, b: VMoNF, atol=1e-6):
 
 def _labels(y, per_class, seed):
     """``per_class`` labels of each class, chosen by ``seed``; -1 elsewhere."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.full_like(y, -1)
-    for c in y.unique():
-        where = (y == c).nonzero(as_tuple=True)[0]
-        chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
-        labels[chosen] = y[chosen]
-    return labels
+    return vm.recipes.labeled_subset(y, per_class, seed)
+
+
+def _alone_and_together(n_runs, datasets, labels, options, **model_kw):
+    """n_runs models trained by one fit each and, from the same start, by one fit_many call."""
+    originals = [_model(s, **model_kw) for s in range(n_runs)]
+    alone = [copy.deepcopy(m) for m in originals]
+    together = [copy.deepcopy(m) for m in originals]
+    for m, xs, ls, s in zip(alone, datasets, labels, range(n_runs)):
+        fit(m, xs, ls, seed=s, **options)
+    fit_many(together, datasets, labels, seeds=list(range(n_runs)), **options)
+    return alone, together
 
 
 def test_fit_many_equals_sequential_fit_with_labels_kmeans_pretraining_and_learned_prior():
@@ -144,22 +149,21 @@ def test_fit_many_of_custom_components_trains_them_one_at_a_time():
     assert [len(h.loss) for h in histories] == [1, 1]
 
 
-def test_fit_many_takes_one_data_set_per_run():
-    """Chapter 7 appends each seed's own labeled points: runs with their own x equal fit on that x."""
-    x, y = two_circles(n_per_circle=64, seed=0)
+def _with_labeled_points(x, y, per_circle):
+    """One data set per run, as chapter 7 builds them: x unlabeled, then the run's own labeled points."""
     datasets, labels = [], []
-    for seed in range(3):
-        extra, extra_y = two_circles(n_per_circle=4, seed=100 + seed)
+    for seed, n in enumerate(per_circle):
+        extra, extra_y = two_circles(n_per_circle=n, seed=100 + seed)
         datasets.append(torch.cat([x, extra]).double())
         labels.append(torch.cat([torch.full_like(y, -1), extra_y]))
+    return datasets, labels
+
+
+def test_fit_many_takes_one_data_set_per_run():
+    """Chapter 7 appends each seed's own labeled points: runs with their own x equal fit on that x."""
+    datasets, labels = _with_labeled_points(*two_circles(n_per_circle=64, seed=0), per_circle=(4, 4, 4))
     options = dict(epochs=2, batch_size=32, pretrain_epochs=2, progress=False)
-    originals = [_model(s, k=2) for s in range(3)]
-    alone = [copy.deepcopy(m) for m in originals]
-    together = [copy.deepcopy(m) for m in originals]
-    for m, xs, ls, s in zip(alone, datasets, labels, range(3)):
-        fit(m, xs, ls, seed=s, **options)
-    fit_many(together, datasets, labels, seeds=[0, 1, 2], **options)
-    for a, b in zip(alone, together):
+    for a, b in zip(*_alone_and_together(3, datasets, labels, options, k=2)):
         _assert_same_state(a, b)
     with pytest.raises(ValueError, match=r"x\[1\] must have shape"):
         fit_many([_model(0, k=2), _model(1, k=2)], [datasets[0], datasets[1][:, :1]], epochs=1)
@@ -167,20 +171,9 @@ def test_fit_many_takes_one_data_set_per_run():
 
 def test_fit_many_takes_data_sets_of_different_sizes_and_trains_them_in_turn():
     """Chapter 7's label-budget sweep: runs of 64 + 4 and 64 + 8 points in one call."""
-    x, y = two_circles(n_per_circle=32, seed=0)
-    datasets, labels = [], []
-    for seed, extra_n in enumerate((2, 4)):
-        extra, extra_y = two_circles(n_per_circle=extra_n, seed=100 + seed)
-        datasets.append(torch.cat([x, extra]).double())
-        labels.append(torch.cat([torch.full_like(y, -1), extra_y]))
+    datasets, labels = _with_labeled_points(*two_circles(n_per_circle=32, seed=0), per_circle=(2, 4))
     options = dict(epochs=2, batch_size=32, pretrain_epochs=1, progress=False)
-    originals = [_model(s, k=2) for s in range(2)]
-    alone = [copy.deepcopy(m) for m in originals]
-    together = [copy.deepcopy(m) for m in originals]
-    for m, xs, ls, s in zip(alone, datasets, labels, range(2)):
-        fit(m, xs, ls, seed=s, **options)
-    fit_many(together, datasets, labels, seeds=[0, 1], **options)
-    for a, b in zip(alone, together):
+    for a, b in zip(*_alone_and_together(2, datasets, labels, options, k=2)):
         _assert_same_state(a, b)
     with pytest.raises(ValueError, match=r"labels must have shape \(68,\)"):
         fit_many([_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1)
