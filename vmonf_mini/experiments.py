@@ -60,7 +60,7 @@ class PaperMNIST:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
-#: The configuration per budget: ``full`` is the paper's (100 epochs), ``default`` a CPU-sized
+#: The configuration of each budget. ``full`` is the paper's (100 epochs), ``default`` a CPU-sized
 #: shortening of the same model, ``smoke`` a tiny model for the tests (chapter 8).
 PAPER_MNIST: Dict[str, PaperMNIST] = {
     "smoke": PaperMNIST(images=200, epochs=1, blocks=1, hidden=16, samples=4),
@@ -68,8 +68,8 @@ PAPER_MNIST: Dict[str, PaperMNIST] = {
     "full": PaperMNIST(images=None, epochs=100, samples=8, seeds=(0, 1, 2)),
 }
 
-#: What the paper's Table 1 implies (derived from its counts): matched accuracy, NMI, ARI, and
-#: per digit the number of clusters holding at least 10% of its images.
+#: The matched accuracy, NMI and ARI that the paper's Table 1 implies (derived from its counts),
+#: and per digit the number of clusters holding at least 10% of its images.
 PAPER_TABLE1: Dict[str, Any] = dict(acc=0.757, nmi=0.660, ari=0.559, clusters_per_digit=[1, 1, 1, 3, 2])
 
 
@@ -114,7 +114,7 @@ def paper_mnist(
     device: Optional[torch.device] = None,
     progress: bool = False,
 ) -> PaperResult:
-    """Train the paper's mixture of K MAFs on pixels in [0, 1], one run per seed (with :func:`fit_many`).
+    """Train the paper's mixture of K MAFs on pixels in [0, 1], one run per seed (with :func:`~vmonf_mini.fit_many`).
 
     The training images are a random subset of ``config.images`` (all when ``None``), drawn with
     the first seed. Clusters are ``argmax q(c|x)``, as in the paper; every score is reported on

@@ -59,7 +59,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Recipe:
-    """A VMoNF and how to train it: ``model`` are :class:`VMoNF` arguments, ``fit`` :func:`fit` arguments.
+    """A VMoNF and how to train it: ``model`` are :class:`~vmonf_mini.VMoNF` arguments, ``fit`` :func:`~vmonf_mini.fit` arguments.
 
     ``data`` names the generator in :mod:`vmonf_mini.data` the settings were found on;
     ``labels_per_class`` > 0 marks a semi-supervised recipe (that many labels per class);
@@ -75,14 +75,14 @@ class Recipe:
     note: str = field(default="", compare=False)
 
     def with_fit(self, **overrides: Any) -> "Recipe":
-        """The same recipe with some :func:`fit` arguments replaced (e.g. ``epochs`` scaled by a budget)."""
+        """The same recipe with some :func:`~vmonf_mini.fit` arguments replaced (e.g. ``epochs`` scaled by a budget)."""
         unknown = sorted(set(overrides) - _FIT_ARGUMENTS)
         if unknown:
             raise TypeError(f"{unknown} are not arguments of vmonf_mini.fit")
         return dataclasses.replace(self, fit={**self.fit, **overrides})
 
     def build(self, device: Union[None, str, torch.device] = None) -> VMoNF:
-        """A fresh, untrained :class:`VMoNF` with this recipe's architecture."""
+        """A fresh, untrained :class:`~vmonf_mini.VMoNF` with this recipe's architecture."""
         model = VMoNF(**self.model)
         return model.to(device) if device is not None else model
 
@@ -242,7 +242,7 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------- images
-#: Chapter 8's image recipe: PCA dimension, flows, encoder and training (full budget's epochs).
+#: The PCA dimension, flows, encoder and training of chapter 8's image recipe (the full budget's epochs).
 IMAGE_RECIPE: Dict[str, Any] = dict(
     pca_dim=10,
     gmm_n_init=10,
@@ -254,7 +254,7 @@ IMAGE_RECIPE: Dict[str, Any] = dict(
 @dataclass
 class ImageClusters:
     """What :func:`cluster_images` fitted: ``labels (N,)`` (argmax q(c|x)), the trained ``model``
-    (on the whitened PCA coordinates), the ``pca`` (:class:`PCAWhitening`), the Gaussian mixture
+    (on the whitened PCA coordinates), the ``pca`` (:class:`~vmonf_mini.preprocess.PCAWhitening`), the Gaussian mixture
     ``gmm`` that gave the start, its own clusters ``gmm_labels``, and the training ``history``."""
 
     labels: np.ndarray

@@ -5,7 +5,7 @@ A :class:`~vmonf_mini.VMoNF` already evaluates its K flows in one batched pass (
 flows' leading axis, the R encoders become one stacked MLP (one batched product per layer),
 and the R prior logits one ``(R, K)`` tensor.  Batches are ``(R, B, D)``: run ``r`` sees its
 own points.  Gradients never mix (each parameter belongs to one run), so training the stack
-is R independent trainings; :meth:`RunStack.write_back` then gives every model its own
+is R independent trainings; ``RunStack.write_back()`` then gives every model its own
 trained parameters and buffers.  :class:`SingleRun` is the same interface over one model,
 used by :func:`~vmonf_mini.fit` and for models whose components cannot be stacked.
 
@@ -79,7 +79,7 @@ class _Runs(nn.Module):
         return [t.reshape(self.runs, -1) for t in tensors]
 
     def snapshot(self) -> List[Tensor]:
-        """Copies of the running statistics, to undo a failed step with :meth:`restore`."""
+        """Copies of the running statistics, to undo a failed step with ``restore``."""
         return [t.clone() for t in _state_tensors(self)]
 
     def restore(self, saved: List[Tensor]) -> None:
@@ -190,7 +190,7 @@ def _flows(config: Dict, k: int) -> StackedFlow:
 class RunStack(_Runs):
     """R models of one architecture (built-in flows) as one module of R*K stacked components.
 
-    The models are left untouched until :meth:`write_back`.  Building the stack does not
+    The models are left untouched until ``write_back()``.  Building the stack does not
     consume torch's global random numbers.
     """
 
