@@ -181,8 +181,9 @@ def find_record(name: str, folders: Sequence[PathLike] = ("recorded", "book/reco
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain HTML table (cells are escaped; numbers as given)."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    pad = ' style="padding: 0.15em 0.7em"'
+    head = "".join(f"<th{pad}>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{pad}>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
