@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: install test book smoke-book browser-test colab-test bench robustness timings record clean
+.PHONY: install format lint test book smoke-book browser-test colab-test bench robustness timings record clean
 
 install: $(STAMP)
 
@@ -28,6 +28,17 @@ JOBS ?= auto
 test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests vmonf_mini book \
 		--doctest-modules --nbval-lax --nbval-current-env -p no:cacheprovider -q -n $(JOBS) --dist loadscope
+
+## one formatter (ruff, 88 columns) for the package, tests, tools, benchmarks and chapters
+format: $(STAMP)
+	$(BIN)/ruff format .
+
+## what CI checks of the code's form: ruff's formatting, and what the chapters show a reader
+## (tools/reader_stats.py: no visible assert, no visible line wider than the code column,
+## no helper defined in two chapters)
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/reader_stats.py --check
 
 ## the HTML book, every chapter executed on the default budget; open _build/html/index.html
 ## The chapters are first executed in parallel (one kernel per core) into the build's cache;

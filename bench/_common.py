@@ -21,7 +21,11 @@ def setup_threads(threads: Optional[int]) -> int:
 
 def load_string() -> str:
     """The 1, 5 and 15 minute load averages."""
-    return ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (
+        ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        if hasattr(os, "getloadavg")
+        else "n/a"
+    )
 
 
 def machine_header(title: str, threads: int, extra: str = "") -> str:
@@ -37,12 +41,19 @@ def machine_header(title: str, threads: int, extra: str = "") -> str:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 2, clock: str = "wall") -> float:
+def median_time(
+    fn: Callable[[], Any], repeats: int, warmup: int = 2, clock: str = "wall"
+) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
     return interleaved({"fn": fn}, repeats, warmup, clock)["fn"]
 
 
-def interleaved(fns: Dict[str, Callable[[], Any]], repeats: int, warmup: int = 2, clock: str = "wall") -> Dict[str, float]:
+def interleaved(
+    fns: Dict[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 2,
+    clock: str = "wall",
+) -> Dict[str, float]:
     """Median seconds of each ``fn()``, the functions called in turn (a, b, c, a, b, c, ...) so that
     a change of machine load during the run affects them alike.
 
@@ -66,7 +77,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (copy-pasteable into an issue or the README)."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+        for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -75,7 +89,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if v != v:
             return "-"
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+        return (
+            f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+        )
     return str(v)
 
 
@@ -120,6 +136,8 @@ def normflows_maf(dim: int, blocks: int, hidden: int) -> torch.nn.Module:
 
     flows: List[torch.nn.Module] = []
     for _ in range(blocks):
-        made = nf.flows.MaskedAffineAutoregressive(dim, hidden, num_blocks=1, use_residual_blocks=False)
+        made = nf.flows.MaskedAffineAutoregressive(
+            dim, hidden, num_blocks=1, use_residual_blocks=False
+        )
         flows += [nf.flows.Reverse(made), nf.flows.Permute(dim, mode="swap")]
     return nf.NormalizingFlow(nf.distributions.DiagGaussian(dim), flows)

@@ -53,7 +53,9 @@ def _data(name: str, seed: int) -> Tuple[np.ndarray, np.ndarray, Optional[np.nda
     return x.numpy(), y.numpy(), None
 
 
-def run_one(name: str, seed: int, params: Dict[str, Any], device: str) -> Dict[str, Any]:
+def run_one(
+    name: str, seed: int, params: Dict[str, Any], device: str
+) -> Dict[str, Any]:
     """One seed of one data set: the estimator's and the Gaussian mixture's matched accuracy."""
     import torch
 
@@ -77,7 +79,13 @@ def run_one(name: str, seed: int, params: Dict[str, Any], device: str) -> Dict[s
     seconds = time.perf_counter() - start
     ours = cluster_accuracy(y, estimator.predict(x))
     theirs = cluster_accuracy(y, gmm.fit(x).predict(x))
-    return {"data": name, "seed": seed, "acc": ours, "gmm_acc": theirs, "seconds": seconds}
+    return {
+        "data": name,
+        "seed": seed,
+        "acc": ours,
+        "gmm_acc": theirs,
+        "seconds": seconds,
+    }
 
 
 def _value(text: str) -> Any:
@@ -89,41 +97,94 @@ def _value(text: str) -> Any:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10, help="random states per data set (default 10)")
-    parser.add_argument("--only", action="append", choices=list(TARGETS), help="run only this data set")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="an estimator parameter other than its default (repeatable)")
-    parser.add_argument("--device", default="cpu", help="torch device of the estimator (default cpu)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument(
+        "--seeds", type=int, default=10, help="random states per data set (default 10)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=list(TARGETS), help="run only this data set"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs in parallel processes (default 1)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an estimator parameter other than its default (repeatable)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the estimator (default cpu)"
+    )
+    parser.add_argument(
+        "--json", default=None, help="also write the numbers to this JSON file"
+    )
     args = parser.parse_args(argv)
     params = dict(item.split("=", 1) for item in args.set)
     params = {key: _value(value) for key, value in params.items()}
     names = args.only or list(TARGETS)
     jobs = [(name, seed) for name in names for seed in range(args.seeds)]
-    print(f"## MixtureOfFlows, {'defaults' if not params else params}: {args.seeds} seeds, {args.jobs} job(s), "
-          f"load average {load_string()}\n", flush=True)
+    print(
+        f"## MixtureOfFlows, {'defaults' if not params else params}: {args.seeds} seeds, {args.jobs} job(s), "
+        f"load average {load_string()}\n",
+        flush=True,
+    )
     start = time.perf_counter()
     runs = []
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, name, seed, params, args.device) for name, seed in jobs]
+        futures = [
+            pool.submit(run_one, name, seed, params, args.device) for name, seed in jobs
+        ]
         for future in as_completed(futures):
             r = future.result()
             runs.append(r)
-            print(f"  {r['data']} seed {r['seed']}: {r['acc']:.4f} (GaussianMixture {r['gmm_acc']:.4f}), "
-                  f"{r['seconds']:.0f} s", flush=True)
+            print(
+                f"  {r['data']} seed {r['seed']}: {r['acc']:.4f} (GaussianMixture {r['gmm_acc']:.4f}), "
+                f"{r['seconds']:.0f} s",
+                flush=True,
+            )
     rows, targets = [], []
     for name in names:
         mine = sorted((r for r in runs if r["data"] == name), key=lambda r: r["seed"])
         acc, gmm = [r["acc"] for r in mine], [r["gmm_acc"] for r in mine]
-        rows.append([name, f"{statistics.median(acc):.3f}", f"{min(acc):.3f}", f"{statistics.median(gmm):.3f}",
-                     f"{min(gmm):.3f}", f">= {TARGETS[name]}", f"{sum(a >= TARGETS[name] for a in acc)} / {len(acc)}",
-                     f"{statistics.median(r['seconds'] for r in mine):.0f}"])
-        targets.append(verdict(f"{name}: every seed >= {TARGETS[name]}", min(acc) >= TARGETS[name], f"worst {min(acc):.4f}"))
+        rows.append(
+            [
+                name,
+                f"{statistics.median(acc):.3f}",
+                f"{min(acc):.3f}",
+                f"{statistics.median(gmm):.3f}",
+                f"{min(gmm):.3f}",
+                f">= {TARGETS[name]}",
+                f"{sum(a >= TARGETS[name] for a in acc)} / {len(acc)}",
+                f"{statistics.median(r['seconds'] for r in mine):.0f}",
+            ]
+        )
+        targets.append(
+            verdict(
+                f"{name}: every seed >= {TARGETS[name]}",
+                min(acc) >= TARGETS[name],
+                f"worst {min(acc):.4f}",
+            )
+        )
     print()
-    print(table(["data set", "MixtureOfFlows median", "worst", "GaussianMixture median", "worst", "target",
-                 "seeds at target", "s per fit"], rows))
-    print(f"\n(total {time.perf_counter() - start:.0f} s; load average at the end {load_string()})")
+    print(
+        table(
+            [
+                "data set",
+                "MixtureOfFlows median",
+                "worst",
+                "GaussianMixture median",
+                "worst",
+                "target",
+                "seeds at target",
+                "s per fit",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\n(total {time.perf_counter() - start:.0f} s; load average at the end {load_string()})"
+    )
     write_json(args.json, {"params": params, "runs": runs, "targets": targets})
     return 1 if any(not t["pass"] for t in targets) else 0
 

@@ -77,27 +77,43 @@ class Experiment:
     model: Dict[str, Any]  # VMoNF arguments
     fit: Dict[str, Any]  # fit arguments
     labels_per_class: int = 0  # > 0: semi-supervised with this many labels per class
-    quick_epochs: Dict[str, int] = field(default_factory=dict)  # fit arguments overridden by --quick
+    quick_epochs: Dict[str, int] = field(
+        default_factory=dict
+    )  # fit arguments overridden by --quick
 
 
 def _experiment(recipe: Any, threshold: float, quick: Dict[str, int]) -> Experiment:
     """An experiment whose settings and data are those of a :mod:`vmonf_mini.recipes` recipe."""
     from vmonf_mini import recipes
 
-    return Experiment(recipe.name, threshold, lambda: tuple(recipes.data_for(recipe)), model=dict(recipe.model),
-                      fit=dict(recipe.fit), labels_per_class=recipe.labels_per_class, quick_epochs=quick)
+    return Experiment(
+        recipe.name,
+        threshold,
+        lambda: tuple(recipes.data_for(recipe)),
+        model=dict(recipe.model),
+        fit=dict(recipe.fit),
+        labels_per_class=recipe.labels_per_class,
+        quick_epochs=quick,
+    )
 
 
 def _experiments() -> Dict[str, Experiment]:
     """The settings live in ``vmonf_mini.recipes`` (one home for each number, shared with the book)."""
     from vmonf_mini import recipes
 
-    return {e.name: e for e in (
-        _experiment(recipes.pinwheel(), 0.98, dict(epochs=30)),
-        _experiment(recipes.pinwheel_paper(), 0.98, dict(epochs=30, init_epochs=30)),
-        _experiment(recipes.two_circles(), 0.99, dict(epochs=2, pretrain_epochs=30)),
-        _experiment(recipes.digits(), 0.90, dict(epochs=10)),
-    )}
+    return {
+        e.name: e
+        for e in (
+            _experiment(recipes.pinwheel(), 0.98, dict(epochs=30)),
+            _experiment(
+                recipes.pinwheel_paper(), 0.98, dict(epochs=30, init_epochs=30)
+            ),
+            _experiment(
+                recipes.two_circles(), 0.99, dict(epochs=2, pretrain_epochs=30)
+            ),
+            _experiment(recipes.digits(), 0.90, dict(epochs=10)),
+        )
+    }
 
 
 EXPERIMENTS = _experiments()
@@ -120,13 +136,26 @@ def run_one(name: str, seed: int, quick: bool, threads: int) -> Dict[str, Any]:
         history = vm.fit(model, x, labels, seed=seed, progress=False, **settings)
         with torch.no_grad():
             predicted = model.predict(x)
-            finite = all(math.isfinite(v) for v in history.loss) and bool(torch.isfinite(model.log_prob(x)).all())
+            finite = all(math.isfinite(v) for v in history.loss) and bool(
+                torch.isfinite(model.log_prob(x)).all()
+            )
         accuracy = float(cluster_accuracy(y, predicted)) if finite else float("nan")
-        return {"seed": seed, "ok": finite, "accuracy": accuracy, "seconds": time.perf_counter() - start,
-                "error": "" if finite else "non-finite loss or log p(x)"}
+        return {
+            "seed": seed,
+            "ok": finite,
+            "accuracy": accuracy,
+            "seconds": time.perf_counter() - start,
+            "error": "" if finite else "non-finite loss or log p(x)",
+        }
     except Exception as err:  # noqa: BLE001 - a crash is a result here
-        return {"seed": seed, "ok": False, "accuracy": float("nan"), "seconds": time.perf_counter() - start,
-                "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=3)}
+        return {
+            "seed": seed,
+            "ok": False,
+            "accuracy": float("nan"),
+            "seconds": time.perf_counter() - start,
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=3),
+        }
 
 
 def _labels(y: torch.Tensor, per_class: int, seed: int) -> Optional[torch.Tensor]:
@@ -136,7 +165,9 @@ def _labels(y: torch.Tensor, per_class: int, seed: int) -> Optional[torch.Tensor
     return recipes.labeled_subset(y, per_class, seed) if per_class else None
 
 
-def run_together(name: str, seeds: List[int], quick: bool, threads: int) -> List[Dict[str, Any]]:
+def run_together(
+    name: str, seeds: List[int], quick: bool, threads: int
+) -> List[Dict[str, Any]]:
     """Train every seed with one ``vm.fit_many`` call (each run exactly as ``fit`` with its seed).
 
     A crash or a non-finite loss stops the whole pass; then every seed is trained alone
@@ -154,20 +185,40 @@ def run_together(name: str, seeds: List[int], quick: bool, threads: int) -> List
         vm.seed_everything(seed)
         models.append(vm.VMoNF(**exp.model))
     settings = {**exp.fit, **(exp.quick_epochs if quick else {})}
-    labels = [_labels(y, exp.labels_per_class, seed) for seed in seeds] if exp.labels_per_class else None
+    labels = (
+        [_labels(y, exp.labels_per_class, seed) for seed in seeds]
+        if exp.labels_per_class
+        else None
+    )
     try:
-        histories = vm.fit_many(models, x, labels, seeds=seeds, progress=False, **settings)
+        histories = vm.fit_many(
+            models, x, labels, seeds=seeds, progress=False, **settings
+        )
     except Exception as err:  # noqa: BLE001 - fall back to one run per seed to find the failing ones
-        print(f"  {name}: fit_many stopped ({type(err).__name__}: {err}); training the seeds one by one", flush=True)
+        print(
+            f"  {name}: fit_many stopped ({type(err).__name__}: {err}); training the seeds one by one",
+            flush=True,
+        )
         return [run_one(name, seed, quick, threads) for seed in seeds]
     seconds = (time.perf_counter() - start) / len(seeds)  # the pass's time, shared
     runs = []
     for seed, model, history in zip(seeds, models, histories):
         with torch.no_grad():
-            finite = all(math.isfinite(v) for v in history.loss) and bool(torch.isfinite(model.log_prob(x)).all())
-            accuracy = float(cluster_accuracy(y, model.predict(x))) if finite else float("nan")
-        runs.append({"seed": seed, "ok": finite, "accuracy": accuracy, "seconds": seconds,
-                     "error": "" if finite else "non-finite loss or log p(x)"})
+            finite = all(math.isfinite(v) for v in history.loss) and bool(
+                torch.isfinite(model.log_prob(x)).all()
+            )
+            accuracy = (
+                float(cluster_accuracy(y, model.predict(x))) if finite else float("nan")
+            )
+        runs.append(
+            {
+                "seed": seed,
+                "ok": finite,
+                "accuracy": accuracy,
+                "seconds": seconds,
+                "error": "" if finite else "non-finite loss or log p(x)",
+            }
+        )
     return runs
 
 
@@ -179,14 +230,24 @@ def run_experiment(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         runs = run_together(name, seeds, args.quick, args.threads_per_job)
     elif args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            runs = list(pool.map(run_one, [name] * len(seeds), seeds, [args.quick] * len(seeds),
-                                 [args.threads_per_job] * len(seeds)))
+            runs = list(
+                pool.map(
+                    run_one,
+                    [name] * len(seeds),
+                    seeds,
+                    [args.quick] * len(seeds),
+                    [args.threads_per_job] * len(seeds),
+                )
+            )
     else:
         runs = [run_one(name, s, args.quick, args.threads_per_job) for s in seeds]
     wall = time.perf_counter() - start
     for r in runs:
         note = f"  ({r['error']})" if r["error"] else ""
-        print(f"  {name} seed {r['seed']}: accuracy {r['accuracy']:.4f}, {r['seconds']:.1f} s{note}", flush=True)
+        print(
+            f"  {name} seed {r['seed']}: accuracy {r['accuracy']:.4f}, {r['seconds']:.1f} s{note}",
+            flush=True,
+        )
     accs = [r["accuracy"] for r in runs if r["ok"]]
     return {
         "runs": len(runs),
@@ -203,7 +264,9 @@ def run_experiment(name: str, args: argparse.Namespace) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- faults and load
 #: The pinwheel configuration of the load figures.
-PINWHEEL_MODEL = dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32))
+PINWHEEL_MODEL = dict(
+    dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)
+)
 #: MAF on MNIST's 784 dimensions, sized to a 145 MB checkpoint (MADE's masks are saved as well).
 BIG_MODEL = dict(dim=784, k=5, flow="maf", blocks=5, hidden=512, encoder_hidden=(512,))
 #: The fault table's checkpoint: the same architecture at hidden 64, 18 MB (``--heavy``: BIG_MODEL).
@@ -237,7 +300,9 @@ def _peak_mb() -> float:
     peak = _memory_mb("VmHWM")
     if peak == peak:
         return peak
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    maxrss = resource.getrusage(
+        resource.RUSAGE_SELF
+    ).ru_maxrss  # KB on Linux, bytes on macOS
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10
 
 
@@ -257,10 +322,18 @@ def _figure(name: str, n: int) -> Dict[str, float]:
         try:
             before, start = _start_measuring(), time.perf_counter()
             model.save(folder / "big.pt")
-            seconds, size = time.perf_counter() - start, (folder / "big.pt").stat().st_size
+            seconds, size = (
+                time.perf_counter() - start,
+                (folder / "big.pt").stat().st_size,
+            )
         finally:
             shutil.rmtree(folder)
-        return {"seconds": seconds, "before_mb": before, "peak_mb": _peak_mb(), "file_mb": size / 1e6}
+        return {
+            "seconds": seconds,
+            "before_mb": before,
+            "peak_mb": _peak_mb(),
+            "file_mb": size / 1e6,
+        }
     model = vm.VMoNF(**PINWHEEL_MODEL).eval()
     x = torch.randn(n, 2)  # the cost does not depend on where the points lie
     before, start = _start_measuring(), time.perf_counter()
@@ -269,16 +342,27 @@ def _figure(name: str, n: int) -> Dict[str, float]:
     else:
         with torch.no_grad():
             getattr(model, name)(x)
-    return {"seconds": time.perf_counter() - start, "before_mb": before, "peak_mb": _peak_mb()}
+    return {
+        "seconds": time.perf_counter() - start,
+        "before_mb": before,
+        "peak_mb": _peak_mb(),
+    }
 
 
 def load_figures(heavy: bool) -> List[Dict[str, Any]]:
     """Every figure in a fresh process, one after the other."""
     rows = []
     for name, n in LIGHT_FIGURES + (HEAVY_FIGURES if heavy else []):
-        out = subprocess.run([sys.executable, __file__, "--child", "figure", name, str(n)], env=_child_env(),
-                             capture_output=True, text=True, check=True)
-        rows.append({"figure": name, "n": n, **json.loads(out.stdout.strip().splitlines()[-1])})
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", "figure", name, str(n)],
+            env=_child_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(
+            {"figure": name, "n": n, **json.loads(out.stdout.strip().splitlines()[-1])}
+        )
         print(f"  {name} n={n:,}: {rows[-1]}", flush=True)
     return rows
 
@@ -293,7 +377,9 @@ def _temporaries(folder: Path) -> List[Path]:
     return [p for p in folder.iterdir() if ".vmonf-tmp-" in p.name]
 
 
-def fault_table(kills: int, config: Dict[str, Any], seed: int = 0) -> List[Dict[str, Any]]:
+def fault_table(
+    kills: int, config: Dict[str, Any], seed: int = 0
+) -> List[Dict[str, Any]]:
     """SIGKILL a process saving over an existing checkpoint ``kills`` times.
 
     Each kill comes ``U(0, 2 t)`` seconds after the child started, ``t`` the time of one save
@@ -309,9 +395,13 @@ def fault_table(kills: int, config: Dict[str, Any], seed: int = 0) -> List[Dict[
         old = vm.VMoNF(**config).eval()
         torch.manual_seed(1)
         new = vm.VMoNF(**config).eval()
-        fingerprints = {name: m.state_dict()["encoder.0.weight"][0, :16].clone() for name, m in
-                        (("old", old), ("new", new))}
-        fork = multiprocessing.get_context("fork")  # POSIX: the child inherits the model, no start-up
+        fingerprints = {
+            name: m.state_dict()["encoder.0.weight"][0, :16].clone()
+            for name, m in (("old", old), ("new", new))
+        }
+        fork = multiprocessing.get_context(
+            "fork"
+        )  # POSIX: the child inherits the model, no start-up
         start = time.perf_counter()
         old.save(path)
         one_save = time.perf_counter() - start
@@ -326,13 +416,24 @@ def fault_table(kills: int, config: Dict[str, Any], seed: int = 0) -> List[Dict[
             left_mb = sum(p.stat().st_size for p in left) / 1e6
             try:
                 found = vm.VMoNF.load(path).state_dict()["encoder.0.weight"][0, :16]
-                target = next((k for k, v in fingerprints.items() if torch.equal(found, v)), "other")
+                target = next(
+                    (k for k, v in fingerprints.items() if torch.equal(found, v)),
+                    "other",
+                )
             except Exception as err:  # noqa: BLE001 - an unreadable target is a result here
                 target = f"unreadable ({type(err).__name__})"
             old.save(path)  # the next save: removes what the killed one left
-            rows.append({"kill": kill, "after_s": delay, "target": target, "temp_files_after_kill": len(left),
-                         "temp_mb_after_kill": left_mb, "checkpoint_mb": path.stat().st_size / 1e6,
-                         "temp_files_after_next_save": len(_temporaries(folder))})
+            rows.append(
+                {
+                    "kill": kill,
+                    "after_s": delay,
+                    "target": target,
+                    "temp_files_after_kill": len(left),
+                    "temp_mb_after_kill": left_mb,
+                    "checkpoint_mb": path.stat().st_size / 1e6,
+                    "temp_files_after_next_save": len(_temporaries(folder)),
+                }
+            )
             print(f"  kill {kill}: {rows[-1]}", flush=True)
     finally:
         shutil.rmtree(folder)
@@ -344,45 +445,144 @@ def run_faults_and_load(args: argparse.Namespace) -> List[Dict[str, Any]]:
     targets: List[Dict[str, Any]] = []
     if "faults" in args.part:
         config = BIG_MODEL if args.heavy else FAULT_MODEL
-        print(f"### Faults: SIGKILL during save, {args.kills} times (VMoNF({config}))\n", flush=True)
+        print(
+            f"### Faults: SIGKILL during save, {args.kills} times (VMoNF({config}))\n",
+            flush=True,
+        )
         rows = fault_table(args.kills, config)
-        print(table(["kill", "killed after s", "target loads as", "temp files after kill", "their MB",
-                     "temp files after next save"],
-                    [[r["kill"], r["after_s"], r["target"], r["temp_files_after_kill"], r["temp_mb_after_kill"],
-                      r["temp_files_after_next_save"]] for r in rows]))
+        print(
+            table(
+                [
+                    "kill",
+                    "killed after s",
+                    "target loads as",
+                    "temp files after kill",
+                    "their MB",
+                    "temp files after next save",
+                ],
+                [
+                    [
+                        r["kill"],
+                        r["after_s"],
+                        r["target"],
+                        r["temp_files_after_kill"],
+                        r["temp_mb_after_kill"],
+                        r["temp_files_after_next_save"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
         whole = sum(r["target"] in ("old", "new") for r in rows)
-        print(f"\n(old {sum(r['target'] == 'old' for r in rows)}, new {sum(r['target'] == 'new' for r in rows)}, "
-              f"killed mid-save with a temporary file left {sum(r['temp_files_after_kill'] > 0 for r in rows)}; "
-              f"checkpoint {rows[-1]['checkpoint_mb']:.0f} MB)")
-        targets.append(verdict("faults: the target is the old or the new checkpoint", whole == len(rows),
-                               f"{whole} of {len(rows)}"))
+        print(
+            f"\n(old {sum(r['target'] == 'old' for r in rows)}, new {sum(r['target'] == 'new' for r in rows)}, "
+            f"killed mid-save with a temporary file left {sum(r['temp_files_after_kill'] > 0 for r in rows)}; "
+            f"checkpoint {rows[-1]['checkpoint_mb']:.0f} MB)"
+        )
+        targets.append(
+            verdict(
+                "faults: the target is the old or the new checkpoint",
+                whole == len(rows),
+                f"{whole} of {len(rows)}",
+            )
+        )
         left = sum(r["temp_files_after_next_save"] for r in rows)
-        targets.append(verdict("faults: no temporary file after the next save", left == 0, f"{left} left"))
+        targets.append(
+            verdict(
+                "faults: no temporary file after the next save",
+                left == 0,
+                f"{left} left",
+            )
+        )
     if "load" in args.part:
-        print(f"\n### Load: one fresh process per figure, 1 thread, load average {load_string()}\n", flush=True)
+        print(
+            f"\n### Load: one fresh process per figure, 1 thread, load average {load_string()}\n",
+            flush=True,
+        )
         rows = load_figures(args.heavy)
-        print(table(["figure", "points", "seconds", "RSS before MB", "peak during MB", "growth MB", "file MB"],
-                    [[r["figure"], f"{r['n']:,}" if r["n"] else "-", r["seconds"], r["before_mb"], r["peak_mb"],
-                      r["peak_mb"] - r["before_mb"], r.get("file_mb", float("nan"))] for r in rows]))
+        print(
+            table(
+                [
+                    "figure",
+                    "points",
+                    "seconds",
+                    "RSS before MB",
+                    "peak during MB",
+                    "growth MB",
+                    "file MB",
+                ],
+                [
+                    [
+                        r["figure"],
+                        f"{r['n']:,}" if r["n"] else "-",
+                        r["seconds"],
+                        r["before_mb"],
+                        r["peak_mb"],
+                        r["peak_mb"] - r["before_mb"],
+                        r.get("file_mb", float("nan")),
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     return targets
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per experiment (default 10, quick 2)")
-    parser.add_argument("--quick", action="store_true", help="2 seeds, shorter training, targets not enforced")
-    parser.add_argument("--only", action="append", choices=list(EXPERIMENTS), help="run only this experiment")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="0 (default): all seeds of an experiment trained together by vm.fit_many; "
-                             "N >= 1: one vm.fit per seed, in N parallel processes")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per run (default: 1 with --jobs > 1, else torch's choice)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
-    parser.add_argument("--part", action="append", choices=["seeds", "faults", "load"],
-                        help="what to run (repeatable; default: seeds, the training experiments)")
-    parser.add_argument("--kills", type=int, default=20, help="faults: SIGKILLs during save (default 20)")
-    parser.add_argument("--heavy", action="store_true", help="load: add 10^7 points and fit on 10^6 (minutes)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # internal: "figure NAME N", one load figure
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per experiment (default 10, quick 2)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 seeds, shorter training, targets not enforced",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(EXPERIMENTS),
+        help="run only this experiment",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="0 (default): all seeds of an experiment trained together by vm.fit_many; "
+        "N >= 1: one vm.fit per seed, in N parallel processes",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: 1 with --jobs > 1, else torch's choice)",
+    )
+    parser.add_argument(
+        "--json", default=None, help="also write the numbers to this JSON file"
+    )
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=["seeds", "faults", "load"],
+        help="what to run (repeatable; default: seeds, the training experiments)",
+    )
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=20,
+        help="faults: SIGKILLs during save (default 20)",
+    )
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="load: add 10^7 points and fit on 10^6 (minutes)",
+    )
+    parser.add_argument(
+        "--child", nargs=3, help=argparse.SUPPRESS
+    )  # internal: "figure NAME N", one load figure
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_figure(args.child[1], int(args.child[2]))))
@@ -390,37 +590,86 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.part = args.part or ["seeds"]
     if "seeds" not in args.part:
         setup_threads(1)
-        print(f"## vmonf_mini robustness: {', '.join(args.part)}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-              f"load average {load_string()}\n", flush=True)
+        print(
+            f"## vmonf_mini robustness: {', '.join(args.part)}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+            f"load average {load_string()}\n",
+            flush=True,
+        )
         targets = run_faults_and_load(args)
         write_json(args.json, {"targets": targets})
         return 1 if any(not t["pass"] for t in targets) else 0
     args.seeds = args.seeds or (2 if args.quick else 10)
-    args.threads_per_job = args.threads or (1 if args.jobs > 1 else torch.get_num_threads())
+    args.threads_per_job = args.threads or (
+        1 if args.jobs > 1 else torch.get_num_threads()
+    )
     setup_threads(args.threads_per_job)
-    print(f"## vmonf_mini robustness{' (quick)' if args.quick else ''}: {args.seeds} seeds per experiment, "
-          f"{args.jobs} job(s) x {args.threads_per_job} thread(s), load average {load_string()}\n", flush=True)
+    print(
+        f"## vmonf_mini robustness{' (quick)' if args.quick else ''}: {args.seeds} seeds per experiment, "
+        f"{args.jobs} job(s) x {args.threads_per_job} thread(s), load average {load_string()}\n",
+        flush=True,
+    )
     results: Dict[str, Any] = {}
     for name in args.only or list(EXPERIMENTS):
         results[name] = run_experiment(name, args)
-    rows = [[name, r["runs"], r["failed"], r["min"], r["median"], r["max"], f">= {r['threshold']}",
-             f"{r['above']} / {r['runs']}", r["seconds"]] for name, r in results.items()]
+    rows = [
+        [
+            name,
+            r["runs"],
+            r["failed"],
+            r["min"],
+            r["median"],
+            r["max"],
+            f">= {r['threshold']}",
+            f"{r['above']} / {r['runs']}",
+            r["seconds"],
+        ]
+        for name, r in results.items()
+    ]
     print()
-    print(table(["experiment", "runs", "crashed / non-finite", "acc min", "acc median", "acc max", "threshold",
-                 "runs above", "wall s"], [[_acc(v) for v in row] for row in rows]))
-    print(f"\n(total {sum(r['seconds'] for r in results.values()):.0f} s; load average at the end {load_string()})")
+    print(
+        table(
+            [
+                "experiment",
+                "runs",
+                "crashed / non-finite",
+                "acc min",
+                "acc median",
+                "acc max",
+                "threshold",
+                "runs above",
+                "wall s",
+            ],
+            [[_acc(v) for v in row] for row in rows],
+        )
+    )
+    print(
+        f"\n(total {sum(r['seconds'] for r in results.values()):.0f} s; load average at the end {load_string()})"
+    )
     print("\n### Targets")
     targets = []
     for name, r in results.items():
-        targets.append(verdict(f"{name}: no crashed or non-finite run", r["failed"] == 0, f"{r['failed']} of {r['runs']}"))
+        targets.append(
+            verdict(
+                f"{name}: no crashed or non-finite run",
+                r["failed"] == 0,
+                f"{r['failed']} of {r['runs']}",
+            )
+        )
         need = math.ceil(0.9 * r["runs"])
-        targets.append(verdict(f"{name}: >= {need} of {r['runs']} runs reach {r['threshold']}", r["above"] >= need,
-                               f"{r['above']} of {r['runs']}"))
+        targets.append(
+            verdict(
+                f"{name}: >= {need} of {r['runs']} runs reach {r['threshold']}",
+                r["above"] >= need,
+                f"{r['above']} of {r['runs']}",
+            )
+        )
     if args.quick:
         print("(--quick: targets not enforced)")
     seeds_failed = any(not t["pass"] for t in targets) and not args.quick
     more = run_faults_and_load(args)  # --part faults / load next to the seeds
-    write_json(args.json, {"results": results, "targets": targets + more, "quick": args.quick})
+    write_json(
+        args.json, {"results": results, "targets": targets + more, "quick": args.quick}
+    )
     return 1 if seeds_failed or any(not t["pass"] for t in more) else 0
 
 

@@ -10,9 +10,11 @@ def jacobian_log_det(layer, x: Tensor, component: int) -> Tensor:
     """log|det dz/dx| of one component at each point, from autograd's full Jacobian (N,)."""
     out = []
     for row in x:
+
         def f(v: Tensor) -> Tensor:
             z, _ = layer(v[None, :])
             return z[component, 0] if z.dim() == 3 else z[0]
+
         jac = torch.autograd.functional.jacobian(f, row)
         out.append(torch.linalg.slogdet(jac)[1])
     return torch.stack(out)
@@ -28,4 +30,6 @@ def check_flow(layer, dim: int, k: int, n: int = 6, scale: float = 1.0) -> None:
     x_back = layer.inverse(z)
     torch.testing.assert_close(x_back, x.expand(k, n, dim), atol=1e-9, rtol=1e-9)
     for c in range(k):
-        torch.testing.assert_close(log_det[c], jacobian_log_det(layer, x, c), atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(
+            log_det[c], jacobian_log_det(layer, x, c), atol=1e-9, rtol=1e-9
+        )

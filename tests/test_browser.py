@@ -66,13 +66,20 @@ CDN_ROUTES = {
 MATH_OUTPUT = ".MathJax_CHTML, .mjx-chtml, mjx-container, .MathJax, .MathJax_SVG, .MathJax_Display"
 # TeX that MathJax should have replaced: delimiters, environments, common macros, and $...$
 # holding TeX-looking characters (a price like $5 does not match).
-RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\end\{|\\frac|\\mathbb|\\mathcal|\\sum_|\\log\b"
-                     r"|\$[^$\n]*[\\^_{}][^$\n]*\$")
+RAW_TEX = re.compile(
+    r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\end\{|\\frac|\\mathbb|\\mathcal|\\sum_|\\log\b"
+    r"|\$[^$\n]*[\\^_{}][^$\n]*\$"
+)
 
 
 def _chromium() -> Optional[str]:
-    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome",
-                 "google-chrome-stable"):
+    for name in (
+        os.environ.get("CHROMIUM", ""),
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ):
         if name and shutil.which(name):
             return shutil.which(name)
     return None
@@ -82,18 +89,25 @@ def _pages() -> List[str]:
     if not (HTML / "index.html").is_file():
         return []
     skip = {"_static", "_sources", "_images", "_downloads"}
-    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
-                  if p.relative_to(HTML).parts[0] not in skip)
+    return sorted(
+        p.relative_to(HTML).as_posix()
+        for p in HTML.rglob("*.html")
+        if p.relative_to(HTML).parts[0] not in skip
+    )
 
 
 def _skip_or_fail(reason: str) -> None:
     if REQUIRED:
-        pytest.fail(f"{reason} (VMONF_REQUIRE_BROWSER is set, so this is a failure, not a skip)")
+        pytest.fail(
+            f"{reason} (VMONF_REQUIRE_BROWSER is set, so this is a failure, not a skip)"
+        )
     pytest.skip(reason)
 
 
 def _offline_assets():
-    spec = importlib.util.spec_from_file_location("offline_assets", ROOT / "tools" / "offline_assets.py")
+    spec = importlib.util.spec_from_file_location(
+        "offline_assets", ROOT / "tools" / "offline_assets.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -101,11 +115,14 @@ def _offline_assets():
 
 # --------------------------------------------------------------------------- the local server
 
+
 def _rewrite_cdn(html: str) -> str:
     for url, route in CDN_ROUTES.items():
         html = html.replace(url, route)
 
-    def drop_integrity(match: "re.Match[str]") -> str:  # local copies differ from the CDN's bytes
+    def drop_integrity(
+        match: "re.Match[str]",
+    ) -> str:  # local copies differ from the CDN's bytes
         tag = match.group(0)
         return re.sub(r'\s+integrity="[^"]*"', "", tag) if "/__cdn__/" in tag else tag
 
@@ -118,7 +135,7 @@ def _cdn_specs(html: str) -> Dict[str, str]:
     for url in re.findall(r'<script[^>]+src="(https://[^"]+)"', html):
         for prefix, route in CDN_ROUTES.items():
             if url.startswith(prefix):
-                local = route + url[len(prefix):]
+                local = route + url[len(prefix) :]
                 spec, _ = _npm_spec(local)
                 specs[local] = spec
     return specs
@@ -129,7 +146,7 @@ def _npm_spec(local_path: str):
     if local_path.startswith("/__cdn__/requirejs/"):
         version = local_path.split("/")[3]
         return f"requirejs@{version}", "require.js"
-    rest = local_path[len("/__cdn__/npm/"):]
+    rest = local_path[len("/__cdn__/npm/") :]
     parts = rest.split("/")
     n = 2 if parts[0].startswith("@") else 1
     spec, file = "/".join(parts[:n]), "/".join(parts[n:])
@@ -149,7 +166,9 @@ class _Server:
                 super().__init__(*args, directory=str(root), **kwargs)
 
             def log_request(self, code="-", size="-"):
-                server.requests.append((self.path, int(code) if str(code).isdigit() else code))
+                server.requests.append(
+                    (self.path, int(code) if str(code).isdigit() else code)
+                )
 
             def log_message(self, *args):
                 pass
@@ -180,7 +199,9 @@ class _Server:
                 if local.is_dir():
                     local = local / "index.html"
                 if local.suffix == ".html" and local.is_file():
-                    body = _rewrite_cdn(local.read_text(encoding="utf-8")).encode("utf-8")
+                    body = _rewrite_cdn(local.read_text(encoding="utf-8")).encode(
+                        "utf-8"
+                    )
                     self._send(body, "text/html; charset=utf-8")
                     return
                 super().do_GET()
@@ -199,6 +220,7 @@ class _Server:
 
 # --------------------------------------------------------------------------- Chromium over CDP
 
+
 class CDPError(RuntimeError):
     pass
 
@@ -212,25 +234,49 @@ class Chromium:
         self._from_chrome, from_chrome_w = os.pipe()
 
         def wire_fds():  # in the child: Chromium reads commands on fd 3 and answers on fd 4
-            a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)  # out of the way of 3 and 4
+            a = fcntl.fcntl(
+                to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10
+            )  # out of the way of 3 and 4
             b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
-            os.dup2(a, 3)  # dup2's copies stay open across exec; every other fd is close-on-exec
+            os.dup2(
+                a, 3
+            )  # dup2's copies stay open across exec; every other fd is close-on-exec
             os.dup2(b, 4)
 
         args = [
-            executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
+            executable,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={self.profile}",
+            "--remote-debugging-pipe",
             # no internet: every host name but the test server's address fails at once
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-            "--disable-dev-shm-usage", "--disable-extensions", "--no-default-browser-check",
-            "--disable-default-apps", "--mute-audio", "--hide-scrollbars", "--lang=en-US",
-            f"--window-size={WIDTH},{HEIGHT}", "about:blank",
+            "--disable-dev-shm-usage",
+            "--disable-extensions",
+            "--no-default-browser-check",
+            "--disable-default-apps",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--lang=en-US",
+            f"--window-size={WIDTH},{HEIGHT}",
+            "about:blank",
         ]
         self.log_path = Path(self.profile) / "chromium.log"
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         preexec_fn=wire_fds, close_fds=False)
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=wire_fds,
+                close_fds=False,
+            )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._lock = threading.Condition()
@@ -265,8 +311,13 @@ class Chromium:
                         self.events.append(message)
                 self._lock.notify_all()
 
-    def call(self, method: str, params: Optional[dict] = None, session: Optional[str] = None,
-             timeout: float = 60.0) -> dict:
+    def call(
+        self,
+        method: str,
+        params: Optional[dict] = None,
+        session: Optional[str] = None,
+        timeout: float = 60.0,
+    ) -> dict:
         with self._lock:
             self._next_id += 1
             ident = self._next_id
@@ -275,25 +326,35 @@ class Chromium:
             message["sessionId"] = session
         data = json.dumps(message).encode() + b"\0"
         while data:
-            data = data[os.write(self._to_chrome, data):]
+            data = data[os.write(self._to_chrome, data) :]
         deadline = time.monotonic() + timeout
         with self._lock:
             while ident not in self._replies:
                 if self._closed:
-                    raise CDPError(f"Chromium exited during {method}; see {self.log_path}")
-                if not self._lock.wait(max(0.0, deadline - time.monotonic())) and time.monotonic() > deadline:
+                    raise CDPError(
+                        f"Chromium exited during {method}; see {self.log_path}"
+                    )
+                if (
+                    not self._lock.wait(max(0.0, deadline - time.monotonic()))
+                    and time.monotonic() > deadline
+                ):
                     raise CDPError(f"{method}: no answer in {timeout:.0f} s")
             reply = self._replies.pop(ident)
         if "error" in reply:
             raise CDPError(f"{method}: {reply['error']}")
         return reply.get("result", {})
 
-    def wait_event(self, method: str, session: str, start: int, timeout: float) -> Optional[dict]:
+    def wait_event(
+        self, method: str, session: str, start: int, timeout: float
+    ) -> Optional[dict]:
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 for event in self.events[start:]:
-                    if event.get("method") == method and event.get("sessionId") == session:
+                    if (
+                        event.get("method") == method
+                        and event.get("sessionId") == session
+                    ):
                         return event
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -323,15 +384,23 @@ class Tab:
 
     def __init__(self, browser: Chromium) -> None:
         self.browser = browser
-        self.target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
+        self.target = browser.call("Target.createTarget", {"url": "about:blank"})[
+            "targetId"
+        ]
+        self.session = browser.call(
+            "Target.attachToTarget", {"targetId": self.target, "flatten": True}
+        )["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.start = len(browser.events)
 
-    def call(self, method: str, params: Optional[dict] = None, timeout: float = 60.0) -> dict:
+    def call(
+        self, method: str, params: Optional[dict] = None, timeout: float = 60.0
+    ) -> dict:
         return self.browser.call(method, params, self.session, timeout)
 
     def navigate(self, url: str, loads: int = 1) -> None:
@@ -341,15 +410,20 @@ class Tab:
         if result.get("errorText"):
             raise AssertionError(f"navigation to {url} failed: {result['errorText']}")
         for _ in range(loads):
-            event = self.browser.wait_event("Page.loadEventFired", self.session, start, LOAD_TIMEOUT)
+            event = self.browser.wait_event(
+                "Page.loadEventFired", self.session, start, LOAD_TIMEOUT
+            )
             if event is None:
                 raise AssertionError(f"{url}: no load event in {LOAD_TIMEOUT:.0f} s")
             with self.browser._lock:
                 start = self.browser.events.index(event) + 1
 
     def evaluate(self, expression: str, timeout: float = READY_TIMEOUT + 15) -> Any:
-        result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                                "returnByValue": True}, timeout=timeout)
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            timeout=timeout,
+        )
         if "exceptionDetails" in result:
             raise AssertionError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -361,25 +435,42 @@ class Tab:
         total = max(HEIGHT, int(height))
         view = min(total, MAX_SHOT_HEIGHT)
         settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))"
-        metrics = {"width": WIDTH, "height": view, "deviceScaleFactor": 1, "mobile": False}
+        metrics = {
+            "width": WIDTH,
+            "height": view,
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        }
         self.call("Emulation.setDeviceMetricsOverride", metrics)
         path.parent.mkdir(parents=True, exist_ok=True)
         for part in range(math.ceil(total / view)):
             self.evaluate(f"window.scrollTo(0, {part * view})")
             self.evaluate(settle)
-            data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)["data"]
-            target = path if part == 0 else path.with_name(f"{path.stem}.part{part + 1}{path.suffix}")
+            data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)[
+                "data"
+            ]
+            target = (
+                path
+                if part == 0
+                else path.with_name(f"{path.stem}.part{part + 1}{path.suffix}")
+            )
             target.write_bytes(base64.b64decode(data))
         self.evaluate("window.scrollTo(0, 0)")
         self.call("Emulation.setDeviceMetricsOverride", dict(metrics, height=HEIGHT))
 
     def events(self) -> List[dict]:
         with self.browser._lock:
-            return [e for e in self.browser.events[self.start:] if e.get("sessionId") == self.session]
+            return [
+                e
+                for e in self.browser.events[self.start :]
+                if e.get("sessionId") == self.session
+            ]
 
     def close(self) -> None:
         try:
-            self.browser.call("Target.closeTarget", {"targetId": self.target}, timeout=20)
+            self.browser.call(
+                "Target.closeTarget", {"targetId": self.target}, timeout=20
+            )
         except CDPError:
             pass
 
@@ -468,31 +559,50 @@ def _problems_in_console(events: List[dict], base: str) -> tuple:
             urls[params["requestId"]] = url
             if not url.startswith((base, "data:", "blob:", "about:")):
                 remote.append(url)
-        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in (
+            "error",
+            "assert",
+        ):
+            args = " ".join(
+                str(a.get("value", a.get("description", "")))
+                for a in params.get("args", [])
+            )
             errors.append(f"console.{params['type']}: {args}"[:500])
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             description = details.get("exception", {}).get("description", "")
-            errors.append(f"uncaught exception: {details.get('text', '')} {description} "
-                          f"({details.get('url', '')}:{details.get('lineNumber', '')})"[:500])
+            errors.append(
+                f"uncaught exception: {details.get('text', '')} {description} "
+                f"({details.get('url', '')}:{details.get('lineNumber', '')})"[:500]
+            )
         elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
             entry = params["entry"]
-            if entry.get("url") in ONLINE_ONLY or _browser_favicon(entry.get("url", ""), base):
+            if entry.get("url") in ONLINE_ONLY or _browser_favicon(
+                entry.get("url", ""), base
+            ):
                 continue
-            errors.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"[:500])
+            errors.append(
+                f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"[
+                    :500
+                ]
+            )
         elif method == "Network.loadingFailed":
             url = urls.get(params["requestId"], "?")
             if url not in ONLINE_ONLY and not params.get("canceled"):
                 errors.append(f"request failed: {url} ({params.get('errorText')})")
-        elif method == "Network.responseReceived" and params["response"].get("status", 200) >= 400:
+        elif (
+            method == "Network.responseReceived"
+            and params["response"].get("status", 200) >= 400
+        ):
             if not _browser_favicon(params["response"]["url"], base):
-                errors.append(f"HTTP {params['response']['status']}: {params['response']['url']}")
+                errors.append(
+                    f"HTTP {params['response']['status']}: {params['response']['url']}"
+                )
     return sorted(set(errors)), sorted(set(remote))
 
 
 def _shot_name(page: str) -> str:
-    return page[:-len(".html")].replace("/", "__") + ".png"
+    return page[: -len(".html")].replace("/", "__") + ".png"
 
 
 # --------------------------------------------------------------------------- fixtures and tests
@@ -519,7 +629,9 @@ def site():
         try:
             assets.npm_package(spec)
         except Exception as err:
-            _skip_or_fail(f"cannot fetch {spec} from the npm registry for the offline pages: {err}")
+            _skip_or_fail(
+                f"cannot fetch {spec} from the npm registry for the offline pages: {err}"
+            )
     for old in SHOTS.glob("*.png"):  # screenshots of this build only
         old.unlink()
     server = _Server(HTML, assets.npm_package)
@@ -531,7 +643,9 @@ def site():
 def browser():
     executable = _chromium()
     if executable is None:
-        _skip_or_fail("Chromium is not installed: run tools/install_browser.sh (Debian's chromium)")
+        _skip_or_fail(
+            "Chromium is not installed: run tools/install_browser.sh (Debian's chromium)"
+        )
     chromium = Chromium(executable)
     yield chromium
     chromium.close()
@@ -545,12 +659,22 @@ def tab(browser):
 
 
 def _report(tab: Tab, site: _Server, page: str) -> tuple:
-    redirects = re.search(r'http-equiv="refresh"[^>]*url=([^"]+)"', (HTML / page).read_text(encoding="utf-8"), re.I)
-    tab.navigate(site.url + page, loads=2 if redirects else 1)  # index.html redirects to the intro
+    redirects = re.search(
+        r'http-equiv="refresh"[^>]*url=([^"]+)"',
+        (HTML / page).read_text(encoding="utf-8"),
+        re.I,
+    )
+    tab.navigate(
+        site.url + page, loads=2 if redirects else 1
+    )  # index.html redirects to the intro
     report = tab.evaluate(PAGE_REPORT_JS)
     if redirects:
-        target = site.url + (Path(page).parent / redirects.group(1)).as_posix().lstrip("./")
-        assert report["url"] == target, f"{page} should lead to {target}, it led to {report['url']}"
+        target = site.url + (Path(page).parent / redirects.group(1)).as_posix().lstrip(
+            "./"
+        )
+        assert report["url"] == target, (
+            f"{page} should lead to {target}, it led to {report['url']}"
+        )
     SHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(SHOTS / _shot_name(page), report["height"])
     errors, remote = _problems_in_console(tab.events(), site.url)
@@ -559,10 +683,14 @@ def _report(tab: Tab, site: _Server, page: str) -> tuple:
 
 # Widget models that take input: on a static page they are drawn but do nothing. (Progress bars
 # and outputs are not in this list: they only show.)
-CONTROL_MODELS = re.compile(r"(Slider|Button|Dropdown|Text|Checkbox|ToggleButtons|RadioButtons|Select|Picker|Play)")
+CONTROL_MODELS = re.compile(
+    r"(Slider|Button|Dropdown|Text|Checkbox|ToggleButtons|RadioButtons|Select|Picker|Play)"
+)
 
 
-def _controls_shown(view_ids: List[Optional[str]], states: List[Dict[str, Any]]) -> List[str]:
+def _controls_shown(
+    view_ids: List[Optional[str]], states: List[Dict[str, Any]]
+) -> List[str]:
     """The input widgets among the page's widget views and their children (interact's sliders)."""
     models: Dict[str, Any] = {}
     for state in states:
@@ -576,9 +704,15 @@ def _controls_shown(view_ids: List[Optional[str]], states: List[Dict[str, Any]])
         model = models[model_id]
         name = model.get("model_name", "")
         if CONTROL_MODELS.search(name):
-            found.append(f"{name} {model.get('state', {}).get('description', '')!r}".strip())
+            found.append(
+                f"{name} {model.get('state', {}).get('description', '')!r}".strip()
+            )
         children = model.get("state", {}).get("children", [])
-        todo += [c[len("IPY_MODEL_"):] for c in children if isinstance(c, str) and c.startswith("IPY_MODEL_")]
+        todo += [
+            c[len("IPY_MODEL_") :]
+            for c in children
+            if isinstance(c, str) and c.startswith("IPY_MODEL_")
+        ]
     return sorted(found)
 
 
@@ -590,58 +724,109 @@ def _local_file(url: str, base: str) -> Optional[Path]:
     return target / "index.html" if target.is_dir() or path == "" else target
 
 
-@pytest.mark.parametrize("page", PAGES or [pytest.param("none", marks=pytest.mark.skipif(
-    not REQUIRED, reason=f"no built book at {HTML}: run `make book` first"))])
+@pytest.mark.parametrize(
+    "page",
+    PAGES
+    or [
+        pytest.param(
+            "none",
+            marks=pytest.mark.skipif(
+                not REQUIRED, reason=f"no built book at {HTML}: run `make book` first"
+            ),
+        )
+    ],
+)
 def test_page(page, site, tab):
     if page == "none":
         _skip_or_fail(f"no built book at {HTML}: run `make book` first")
     report, errors, remote = _report(tab, site, page)
     problems = list(report["notes"])
-    problems += [f"image not loaded: {i['src']}" for i in report["images"]
-                 if not i["ok"] and i["src"] not in ONLINE_ONLY]
+    problems += [
+        f"image not loaded: {i['src']}"
+        for i in report["images"]
+        if not i["ok"] and i["src"] not in ONLINE_ONLY
+    ]
     problems += [f"math not typeset: {m!r}" for m in report["mathUnrendered"]]
-    problems += [f"raw TeX left in typeset math: {m!r}" for m in report["mathWithBackslash"]]
+    problems += [
+        f"raw TeX left in typeset math: {m!r}" for m in report["mathWithBackslash"]
+    ]
     problems += [f"MathJax error: {m!r}" for m in report["mathErrors"]]
     if report["math"] and not report["mathOutputs"]:
         problems.append(f"{report['math']} math elements but no MathJax output")
     raw = list(RAW_TEX.finditer(report["pageText"]))
     for match in raw[:3]:
-        context = " ".join(report["pageText"][max(0, match.start() - 40):match.end() + 40].split())
-        problems.append(f"raw TeX in the text: ...{context}..."
-                        + (f" ({len(raw)} places in all)" if len(raw) > 3 and match is raw[0] else ""))
+        context = " ".join(
+            report["pageText"][max(0, match.start() - 40) : match.end() + 40].split()
+        )
+        problems.append(
+            f"raw TeX in the text: ...{context}..."
+            + (
+                f" ({len(raw)} places in all)"
+                if len(raw) > 3 and match is raw[0]
+                else ""
+            )
+        )
     controls = _controls_shown(report["widgetViews"], report["widgetState"])
     if controls:  # a static page cannot act on a control: show a figure instead (e.g. small multiples)
-        problems.append(f"inert widget controls on a static page: {', '.join(controls)}")
+        problems.append(
+            f"inert widget controls on a static page: {', '.join(controls)}"
+        )
     if report["widgets"] != report["widgetsShown"]:
-        problems.append(f"{report['widgets'] - report['widgetsShown']} of {report['widgets']} widget views not drawn")
+        problems.append(
+            f"{report['widgets'] - report['widgetsShown']} of {report['widgets']} widget views not drawn"
+        )
     problems += [f"console: {e}" for e in errors]
     problems += [f"needs the internet: {u}" for u in remote if u not in ONLINE_ONLY]
-    missing = sorted({u.split("#")[0] for u in report["links"]
-                      if (f := _local_file(u.split("#")[0].split("?")[0], site.url)) is not None
-                      and not f.exists()})
+    missing = sorted(
+        {
+            u.split("#")[0]
+            for u in report["links"]
+            if (f := _local_file(u.split("#")[0].split("?")[0], site.url)) is not None
+            and not f.exists()
+        }
+    )
     problems += [f"broken link: {u}" for u in missing]
 
     source = ROOT / Path(page).with_suffix(".ipynb")
-    if page.startswith("book/") and source.is_file():  # a chapter: Colab launch and .ipynb download
+    if (
+        page.startswith("book/") and source.is_file()
+    ):  # a chapter: Colab launch and .ipynb download
         repo = _config()["repository"]
-        colab = (f"https://colab.research.google.com/github/{urlsplit(repo['url']).path.strip('/')}"
-                 f"/blob/{repo['branch']}/{Path(page).with_suffix('.ipynb').as_posix()}")
+        colab = (
+            f"https://colab.research.google.com/github/{urlsplit(repo['url']).path.strip('/')}"
+            f"/blob/{repo['branch']}/{Path(page).with_suffix('.ipynb').as_posix()}"
+        )
         if colab not in report["launch"]:
-            problems.append(f"no Colab launch button to {colab} (found {report['launch']})")
+            problems.append(
+                f"no Colab launch button to {colab} (found {report['launch']})"
+            )
         # the rocket button too: every Colab link names the path in the repository, not ./book/...
-        problems += [f"Colab link not to {colab}: {u}" for u in report["launch"] if u != colab]
-        if not any(u.endswith(f"/_sources/{Path(page).with_suffix('.ipynb').as_posix()}") for u in report["downloads"]):
+        problems += [
+            f"Colab link not to {colab}: {u}" for u in report["launch"] if u != colab
+        ]
+        if not any(
+            u.endswith(f"/_sources/{Path(page).with_suffix('.ipynb').as_posix()}")
+            for u in report["downloads"]
+        ):
             problems.append(f"no .ipynb download link (found {report['downloads']})")
-    assert not problems, (f"{page} ({report['title']!r}, screenshot {SHOTS / _shot_name(page)}):\n  "
-                          + "\n  ".join(problems))
+    assert not problems, (
+        f"{page} ({report['title']!r}, screenshot {SHOTS / _shot_name(page)}):\n  "
+        + "\n  ".join(problems)
+    )
 
 
 def test_controls_are_found_inside_interacts_box():
     """What the page check calls an inert control: interact's sliders (children of a VBox), not a
     progress bar or an output area."""
     state = {
-        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_eps", "IPY_MODEL_out"]}},
-        "eps": {"model_name": "FloatSliderModel", "state": {"description": "skew ε", "style": "IPY_MODEL_st"}},
+        "box": {
+            "model_name": "VBoxModel",
+            "state": {"children": ["IPY_MODEL_eps", "IPY_MODEL_out"]},
+        },
+        "eps": {
+            "model_name": "FloatSliderModel",
+            "state": {"description": "skew ε", "style": "IPY_MODEL_st"},
+        },
         "st": {"model_name": "SliderStyleModel", "state": {}},
         "out": {"model_name": "OutputModel", "state": {}},
         "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_p"]}},

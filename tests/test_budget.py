@@ -30,7 +30,9 @@ def test_the_environment_wins_over_the_chapters_choice(no_env, monkeypatch):
     assert vm.budget("full") == "smoke"
     assert vm.pick(SIZES) == {"epochs": 2}
     monkeypatch.delenv("VMONF_BUDGET")
-    assert vm.budget() == "full"  # the choice was remembered, the environment only overrode it
+    assert (
+        vm.budget() == "full"
+    )  # the choice was remembered, the environment only overrode it
 
 
 def test_pick_with_an_explicit_name_does_not_change_the_choice(no_env):
@@ -54,23 +56,38 @@ def test_the_times_file_has_every_chapter_and_budget():
     from pathlib import Path
 
     times = notebook.budget_times()
-    chapters = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "book").glob("[0-9][0-9]_*.ipynb"))
+    chapters = sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parents[1] / "book").glob(
+            "[0-9][0-9]_*.ipynb"
+        )
+    )
     assert sorted(times["chapters"]) == chapters
     for chapter, by_budget in times["chapters"].items():
         assert sorted(by_budget) == sorted(notebook.BUDGETS), chapter
         for records in by_budget.values():
             assert set(records) <= set(times["hardware"]), chapter
             for record in records.values():
-                assert record is None or record["status"] in ("ok", "failed", "stopped"), (chapter, record)
+                assert record is None or record["status"] in (
+                    "ok",
+                    "failed",
+                    "stopped",
+                ), (chapter, record)
 
 
-@pytest.mark.parametrize("record, text", [
-    (None, "not measured"),
-    ({"status": "ok", "seconds": 12.4}, "12 s"),
-    ({"status": "ok", "seconds": 600}, "10 min"),
-    ({"status": "failed", "seconds": 30}, "failed after 30 s"),
-    ({"status": "stopped", "seconds": 7200}, "not run to its end (stopped after 2.0 h)"),
-])
+@pytest.mark.parametrize(
+    "record, text",
+    [
+        (None, "not measured"),
+        ({"status": "ok", "seconds": 12.4}, "12 s"),
+        ({"status": "ok", "seconds": 600}, "10 min"),
+        ({"status": "failed", "seconds": 30}, "failed after 30 s"),
+        (
+            {"status": "stopped", "seconds": 7200},
+            "not run to its end (stopped after 2.0 h)",
+        ),
+    ],
+)
 def test_describe_time(record, text):
     assert notebook.describe_time(record) == text
 
@@ -78,19 +95,33 @@ def test_describe_time(record, text):
 def test_full_budget_hint_on_a_gpu_only_and_below_full(no_env, monkeypatch, capsys):
     times = {
         "hardware": {"cpu-2": {"name": "2 CPU cores"}, "h200": {"name": "NVIDIA H200"}},
-        "chapters": {"06_pinwheel": {"full": {"cpu-2": {"status": "stopped", "seconds": 3600},
-                                              "h200": {"status": "ok", "seconds": 300}}}},
+        "chapters": {
+            "06_pinwheel": {
+                "full": {
+                    "cpu-2": {"status": "stopped", "seconds": 3600},
+                    "h200": {"status": "ok", "seconds": 300},
+                }
+            }
+        },
     }
     monkeypatch.setattr(notebook, "budget_times", lambda: json.loads(json.dumps(times)))
     vm.full_budget_hint("06_pinwheel", SIZES, "cpu")
     assert capsys.readouterr().out == ""
     vm.budget("default")
-    assert vm.full_budget_hint("06_pinwheel", SIZES, "cuda") is None  # prints; nothing to display
+    assert (
+        vm.full_budget_hint("06_pinwheel", SIZES, "cuda") is None
+    )  # prints; nothing to display
     text = capsys.readouterr().out
     assert "{'epochs': 400}" in text
-    assert "5 min on NVIDIA H200" in text and "not run to its end (stopped after 60 min) on 2 CPU cores" in text
+    assert (
+        "5 min on NVIDIA H200" in text
+        and "not run to its end (stopped after 60 min) on 2 CPU cores" in text
+    )
     vm.full_budget_hint("01_other", SIZES, "cuda")
-    assert "has not been measured yet (not measured on 2 CPU cores; not measured on NVIDIA H200)" in capsys.readouterr().out
+    assert (
+        "has not been measured yet (not measured on 2 CPU cores; not measured on NVIDIA H200)"
+        in capsys.readouterr().out
+    )
     vm.budget("full")
     vm.full_budget_hint("06_pinwheel", SIZES, "cuda")
     assert capsys.readouterr().out == ""
@@ -105,11 +136,19 @@ def test_the_books_timings_table_is_the_times_file():
     bench = Path(__file__).resolve().parents[1] / "bench"
     sys.path.insert(0, str(bench))
     try:
-        spec = importlib.util.spec_from_file_location("chapter_times", bench / "chapter_times.py")
+        spec = importlib.util.spec_from_file_location(
+            "chapter_times", bench / "chapter_times.py"
+        )
         chapter_times = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(chapter_times)
     finally:
         sys.path.remove(str(bench))
     page = chapter_times.PAGE.read_text(encoding="utf-8")
-    shown = page.split(chapter_times.TABLE_START, 1)[1].split(chapter_times.TABLE_END, 1)[0].strip()
-    assert shown == chapter_times.render_table(notebook.budget_times()), "run: python bench/chapter_times.py --render"
+    shown = (
+        page.split(chapter_times.TABLE_START, 1)[1]
+        .split(chapter_times.TABLE_END, 1)[0]
+        .strip()
+    )
+    assert shown == chapter_times.render_table(notebook.budget_times()), (
+        "run: python bench/chapter_times.py --render"
+    )

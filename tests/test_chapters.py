@@ -25,13 +25,15 @@ def source(cell):
 
 
 def test_every_install_cell_is_the_same_and_names_this_version():
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]["version"]
     installs = {path.stem: source(cells(path)[1]) for path in CHAPTERS}
     assert len(set(installs.values())) == 1, "the chapters' install cells differ"
     install = next(iter(installs.values()))
     # the one place that names the version a chapter was written for: the package's release tag
     assert re.findall(r'^VMONF_REF = "([^"]+)"', install, re.M) == [f"v{version}"]
-    assert '@{VMONF_REF}' in install
+    assert "@{VMONF_REF}" in install
     # nothing already installed is upgraded or replaced, and no extra drags in the book build
     assert re.findall(r"^\s*%pip install -q --no-deps ", install, re.M)
     assert "[book]" not in install and "jupyter-book" not in install
@@ -40,7 +42,10 @@ def test_every_install_cell_is_the_same_and_names_this_version():
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_setup_cell_has_the_budget_form_field_and_the_full_budget_hint(path):
     setup = source(cells(path)[2])
-    assert 'BUDGET = "default"  # @param ["smoke", "default", "full"]\nBUDGET = vm.budget(BUDGET)' in setup
+    assert (
+        'BUDGET = "default"  # @param ["smoke", "default", "full"]\nBUDGET = vm.budget(BUDGET)'
+        in setup
+    )
     assert "SIZE = vm.pick(SIZES)" in setup
     assert f'vm.full_budget_hint("{path.stem}", SIZES, DEVICE)' in setup
 
@@ -52,6 +57,10 @@ def test_sliders_are_left_out_of_the_html_book(path):
     all_cells = cells(path)
     for i, cell in enumerate(all_cells):
         if cell["cell_type"] == "code" and "widgets.interact" in source(cell):
-            assert "remove-cell" in cell["metadata"].get("tags", []), f"{path.stem}, cell {cell.get('id')}"
-            after = [source(c) for c in all_cells[i + 1:] if c["cell_type"] == "code"]
-            assert after and "plt.subplots(" in after[0], f"no figure after the slider in {path.stem}"
+            assert "remove-cell" in cell["metadata"].get("tags", []), (
+                f"{path.stem}, cell {cell.get('id')}"
+            )
+            after = [source(c) for c in all_cells[i + 1 :] if c["cell_type"] == "code"]
+            assert after and "plt.subplots(" in after[0], (
+                f"no figure after the slider in {path.stem}"
+            )

@@ -15,7 +15,11 @@ FLOWS = ["realnvp", "maf"]
 
 
 def _model(flow, dtype, dim=3, k=3, **kw):
-    return VMoNF(dim, k, flow=flow, blocks=2, hidden=6, encoder_hidden=(5,), **kw).to(dtype).eval()
+    return (
+        VMoNF(dim, k, flow=flow, blocks=2, hidden=6, encoder_hidden=(5,), **kw)
+        .to(dtype)
+        .eval()
+    )
 
 
 def _check(t, dtype, device=torch.device("cpu")):
@@ -32,7 +36,14 @@ def test_every_method_returns_the_model_dtype(flow, dtype):
     assert all(b.dtype == dtype for b in model.buffers() if b.is_floating_point())
     x = torch.randn(16, 3, dtype=dtype)
     with torch.no_grad():
-        for method in ("log_prob", "component_log_prob", "exact_posterior", "posterior", "log_posterior", "elbo"):
+        for method in (
+            "log_prob",
+            "component_log_prob",
+            "exact_posterior",
+            "posterior",
+            "log_posterior",
+            "elbo",
+        ):
             _check(getattr(model, method)(x), dtype)
         _check(model.log_prior(), dtype)
         _check(model.elbo(x, temperature=0.01), dtype)
@@ -61,10 +72,21 @@ def test_inputs_of_another_dtype_or_numpy_are_converted_to_the_model_dtype(dtype
 @pytest.mark.parametrize("flow", FLOWS)
 def test_fit_and_checkpoints_keep_the_dtype(tmp_path, flow, dtype):
     model = _model(flow, dtype).train()
-    x = torch.randn(40, 3, dtype=torch.float32)  # fit converts the data to the model's dtype
+    x = torch.randn(
+        40, 3, dtype=torch.float32
+    )  # fit converts the data to the model's dtype
     labels = torch.full((40,), -1)
     labels[:4] = torch.tensor([0, 1, 2, 0])
-    history = fit(model, x, labels, epochs=1, batch_size=16, pretrain_epochs=1, seed=0, progress=False)
+    history = fit(
+        model,
+        x,
+        labels,
+        epochs=1,
+        batch_size=16,
+        pretrain_epochs=1,
+        seed=0,
+        progress=False,
+    )
     assert all(isinstance(v, float) for v in history.loss + history.pretrain_loss)
     assert all(p.dtype == dtype for p in model.parameters())
     assert all(b.dtype == dtype for b in model.buffers() if b.is_floating_point())
@@ -81,7 +103,16 @@ def test_fit_and_checkpoints_keep_the_dtype(tmp_path, flow, dtype):
 def test_fit_with_a_kmeans_init_keeps_the_dtype():
     model = _model("realnvp", torch.float64, k=2).train()
     x = torch.cat([torch.randn(20, 3) - 3, torch.randn(20, 3) + 3])
-    fit(model, x, epochs=1, batch_size=20, init="kmeans", init_epochs=1, seed=0, progress=False)
+    fit(
+        model,
+        x,
+        epochs=1,
+        batch_size=20,
+        init="kmeans",
+        init_epochs=1,
+        seed=0,
+        progress=False,
+    )
     with torch.no_grad():
         _check(model.posterior(x), torch.float64)
 
@@ -92,11 +123,15 @@ def test_building_under_a_float64_default_dtype_gives_float64_everywhere(builder
     torch.set_default_dtype(torch.float64)
     try:
         flow = builder(3, k=2, blocks=2, hidden=4).eval()
-        model = VMoNF(3, 2, flow="realnvp" if builder is realnvp else "maf", blocks=2, hidden=4).eval()
+        model = VMoNF(
+            3, 2, flow="realnvp" if builder is realnvp else "maf", blocks=2, hidden=4
+        ).eval()
     finally:
         torch.set_default_dtype(previous)
     for module in (flow, model):
-        tensors = list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]
+        tensors = list(module.parameters()) + [
+            b for b in module.buffers() if b.is_floating_point()
+        ]
         assert all(t.dtype == torch.float64 for t in tensors)
     x = torch.randn(4, 3, dtype=torch.float64)
     with torch.no_grad():

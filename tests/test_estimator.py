@@ -24,7 +24,16 @@ import vmonf_mini as vm
 from vmonf_mini import MixtureOfFlows
 from vmonf_mini.metrics import cluster_accuracy
 
-TINY = dict(n_blocks=1, hidden=4, encoder_hidden=(8,), n_init=1, max_epochs=2, init_epochs=20, batch_size=64, device="cpu")
+TINY = dict(
+    n_blocks=1,
+    hidden=4,
+    encoder_hidden=(8,),
+    n_init=1,
+    max_epochs=2,
+    init_epochs=20,
+    batch_size=64,
+    device="cpu",
+)
 
 
 def tiny(n_components=3, **kw):
@@ -62,12 +71,19 @@ class _WithoutY(MixtureOfFlows):
 
 @pytest.mark.parametrize("name", sorted(Y_AS_LABELS))
 def test_sklearn_checks_without_y(name):
-    getattr(estimator_checks, name)("MixtureOfFlows", _WithoutY(3, **{**TINY, "random_state": 0}))
+    getattr(estimator_checks, name)(
+        "MixtureOfFlows", _WithoutY(3, **{**TINY, "random_state": 0})
+    )
 
 
 # ------------------------------------------------------------------ composition
 def _blobs(n=150, seed=0):
-    x, y = make_blobs(n_samples=n, centers=[[-6, 0], [0, 6], [6, 0]], cluster_std=0.6, random_state=seed)
+    x, y = make_blobs(
+        n_samples=n,
+        centers=[[-6, 0], [0, 6], [6, 0]],
+        cluster_std=0.6,
+        random_state=seed,
+    )
     return x * 40 + 300, y  # far from unit scale: the standardisation has to work
 
 
@@ -84,14 +100,18 @@ def test_pipeline_equals_the_estimator_on_transformed_data():
     pipe = make_pipeline(PCA(2, whiten=True, random_state=0), tiny()).fit(x)
     alone = tiny().fit(pipe[0].transform(x))
     np.testing.assert_array_equal(pipe.predict(x), alone.predict(pipe[0].transform(x)))
-    np.testing.assert_allclose(pipe.score_samples(x), alone.score_samples(pipe[0].transform(x)))
+    np.testing.assert_allclose(
+        pipe.score_samples(x), alone.score_samples(pipe[0].transform(x))
+    )
     assert cluster_accuracy(y, pipe.predict(x)) > 0.95
 
 
 def test_grid_search_prefers_the_true_number_of_components():
     """Three separated blobs: by held-out log-likelihood a mixture of three tiny flows beats one."""
     x, _ = _blobs(n=300)
-    search = GridSearchCV(tiny(n_components=1, max_epochs=10), {"n_components": [1, 3]}, cv=3).fit(x)
+    search = GridSearchCV(
+        tiny(n_components=1, max_epochs=10), {"n_components": [1, 3]}, cv=3
+    ).fit(x)
     assert search.best_params_ == {"n_components": 3}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.predict(x).shape == (300,)
@@ -115,9 +135,15 @@ def test_samples_are_in_the_users_units():
     x, _ = _blobs()
     est = tiny(max_epochs=20).fit(x)
     samples, components = est.sample(600)
-    assert samples.shape == (600, 2) and components.shape == (600,) and components.dtype == np.int64
+    assert (
+        samples.shape == (600, 2)
+        and components.shape == (600,)
+        and components.dtype == np.int64
+    )
     np.testing.assert_allclose(samples.mean(0), x.mean(0), atol=0.15 * x.std(0).max())
-    again, _ = est.sample(600)  # an int random_state makes sampling reproducible, as GaussianMixture
+    again, _ = est.sample(
+        600
+    )  # an int random_state makes sampling reproducible, as GaussianMixture
     np.testing.assert_array_equal(samples, again)
 
 
@@ -126,8 +152,12 @@ def test_fitted_attributes():
     est = tiny(n_init=3, max_epochs=4).fit(x)
     assert isinstance(est.model_, vm.VMoNF) and not est.model_.training
     assert est.n_iter_ == 4 == len(est.history_.loss)
-    assert est.lower_bounds_.shape == (3,) and est.lower_bound_ == est.lower_bounds_.max()
-    assert est.lower_bound_ <= est.score(x) + 1e-6  # the ELBO bounds the log-likelihood from below
+    assert (
+        est.lower_bounds_.shape == (3,) and est.lower_bound_ == est.lower_bounds_.max()
+    )
+    assert (
+        est.lower_bound_ <= est.score(x) + 1e-6
+    )  # the ELBO bounds the log-likelihood from below
     assert isinstance(est.converged_, bool)
     np.testing.assert_array_equal(est.labels_, est.predict(x))
 
@@ -171,14 +201,26 @@ def test_labels_name_the_components():
 @pytest.mark.parametrize(
     "params, y, match",
     [
-        ({}, np.r_[np.zeros(149, int), 3], r"y must be -1 \(unlabeled\) or a component index 0..2; found \[3\]"),
+        (
+            {},
+            np.r_[np.zeros(149, int), 3],
+            r"y must be -1 \(unlabeled\) or a component index 0..2; found \[3\]",
+        ),
         ({}, np.full(150, "a"), "y must hold integer component indices"),
         ({}, np.zeros(10, int), "one entry per row of X: 10 entries for 150 rows"),
-        ({"init": "spectral"}, None, "init must be 'kmeans', 'gmm' or 'random', got 'spectral'"),
+        (
+            {"init": "spectral"},
+            None,
+            "init must be 'kmeans', 'gmm' or 'random', got 'spectral'",
+        ),
         ({"n_components": 200}, None, "Expected n_samples >= n_components"),
         ({"n_init": 0}, None, "n_init must be a positive integer"),
         ({"max_epochs": "long"}, None, "max_epochs must be a positive integer"),
-        ({"learning_rate": -1.0}, None, "learning_rate must be a positive number, got -1.0"),
+        (
+            {"learning_rate": -1.0},
+            None,
+            "learning_rate must be a positive number, got -1.0",
+        ),
     ],
 )
 def test_errors_name_the_problem(params, y, match):
@@ -200,12 +242,17 @@ class TestDefaultSettingsOnTheBooksDataSets:
     def test_two_circles_64_labels(self):
         x, y = vm.data.two_circles()
         labels = vm.recipes.labeled_subset(y, per_class=32, seed=3)
-        est = MixtureOfFlows(2, random_state=3, device="cpu").fit(x.numpy(), labels.numpy())
+        est = MixtureOfFlows(2, random_state=3, device="cpu").fit(
+            x.numpy(), labels.numpy()
+        )
         assert cluster_accuracy(y, est.predict(x.numpy())) >= 0.99
 
     def test_digits_0_to_4(self):
         x, y = vm.data.digits(range(5))
-        pipe = make_pipeline(PCA(10, whiten=True, random_state=0), MixtureOfFlows(5, random_state=3, device="cpu"))
+        pipe = make_pipeline(
+            PCA(10, whiten=True, random_state=0),
+            MixtureOfFlows(5, random_state=3, device="cpu"),
+        )
         assert cluster_accuracy(y, pipe.fit(x.numpy()).predict(x.numpy())) >= 0.94
 
 
@@ -213,7 +260,8 @@ def test_standard_scaler_in_front_changes_nothing():
     """The estimator standardises inside, so a StandardScaler before it is a no-op (up to rounding)."""
     x, _ = _blobs()
     np.testing.assert_allclose(
-        make_pipeline(StandardScaler(), tiny()).fit(x).score_samples(x) - np.log(x.std(0)).sum(),
+        make_pipeline(StandardScaler(), tiny()).fit(x).score_samples(x)
+        - np.log(x.std(0)).sum(),
         tiny().fit(x).score_samples(x),
         rtol=1e-4,
     )
@@ -233,6 +281,10 @@ def test_a_failed_run_is_never_kept(monkeypatch):
     x, _ = _blobs()
     est = tiny(n_init=2).fit(x)
     assert est.lower_bounds_[0] == -np.inf and np.isfinite(est.lower_bound_)
-    monkeypatch.setattr(module, "_train_runs", lambda models, *a, **k: [None] * len(models))
-    with pytest.raises(FloatingPointError, match="every run ended with a non-finite objective"):
+    monkeypatch.setattr(
+        module, "_train_runs", lambda models, *a, **k: [None] * len(models)
+    )
+    with pytest.raises(
+        FloatingPointError, match="every run ended with a non-finite objective"
+    ):
         tiny(n_init=2).fit(x)

@@ -48,13 +48,25 @@ def test_fit_many_equals_sequential_fit_with_labels_kmeans_pretraining_and_learn
     x, y = two_circles(n_per_circle=96, seed=0)
     x = x.double()
     labels = [_labels(y, 6, seed=s) for s in range(3)]  # runs label different points
-    options = dict(epochs=3, batch_size=40, lr=3e-3, pretrain_epochs=2, init="kmeans", init_epochs=2,
-                   init_lr=1e-2, clip_grad_norm=0.5, consistency=0.5, progress=False)
+    options = dict(
+        epochs=3,
+        batch_size=40,
+        lr=3e-3,
+        pretrain_epochs=2,
+        init="kmeans",
+        init_epochs=2,
+        init_lr=1e-2,
+        clip_grad_norm=0.5,
+        consistency=0.5,
+        progress=False,
+    )
     seeds = [11, 12, 13]
     originals = [_model(s, k=2, prior="learned") for s in range(3)]
     alone = [copy.deepcopy(m) for m in originals]
     together = [copy.deepcopy(m) for m in originals]
-    expected = [fit(m, x, lab, seed=s, **options) for m, lab, s in zip(alone, labels, seeds)]
+    expected = [
+        fit(m, x, lab, seed=s, **options) for m, lab, s in zip(alone, labels, seeds)
+    ]
     histories = fit_many(together, x, labels, seeds=seeds, **options)
     for a, b, h_a, h_b in zip(alone, together, expected, histories):
         _assert_same_state(a, b)
@@ -69,7 +81,12 @@ def test_fit_many_equals_sequential_fit_with_labels_kmeans_pretraining_and_learn
 def test_fit_many_equals_fit_for_maf_the_exact_objective_and_different_label_counts():
     x, y = pinwheel(n_per_class=40, seed=2)
     x = x.double()
-    labels = [torch.full_like(y, -1), _labels(y, 4, seed=1), _labels(y, 4, seed=2), _labels(y, 8, seed=3)]
+    labels = [
+        torch.full_like(y, -1),
+        _labels(y, 4, seed=1),
+        _labels(y, 4, seed=2),
+        _labels(y, 8, seed=3),
+    ]
     options = dict(epochs=2, batch_size=64, lr=1e-3, objective="exact", progress=False)
     originals = [_model(s, k=5, flow="maf", hidden=16) for s in range(4)]
     alone = [copy.deepcopy(m) for m in originals]
@@ -85,9 +102,13 @@ def test_fit_many_clips_each_run_by_its_own_norm():
     """A run with huge gradients must not shrink another run's step (no norm over all runs)."""
     x, _ = pinwheel(n_per_class=32, seed=0)
     x = x.double()
-    options = dict(epochs=1, batch_size=32, lr=1e-2, clip_grad_norm=1e-3, progress=False)
+    options = dict(
+        epochs=1, batch_size=32, lr=1e-2, clip_grad_norm=1e-3, progress=False
+    )
     originals = [_model(0), _model(1)]
-    with torch.no_grad():  # run 1's encoder starts with enormous weights: enormous gradients
+    with (
+        torch.no_grad()
+    ):  # run 1's encoder starts with enormous weights: enormous gradients
         originals[1].encoder[0].weight.mul_(1e4)
     alone = [copy.deepcopy(m) for m in originals]
     together = [copy.deepcopy(m) for m in originals]
@@ -103,8 +124,16 @@ def test_fit_many_chunks_runs_and_calls_back_for_every_model():
     seen = []
     models = [_model(s) for s in range(3)]
     reference = [copy.deepcopy(m) for m in models]
-    fit_many(models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False, max_parallel=2,
-             callback=lambda epoch, model: seen.append((epoch, id(model), model.training)))
+    fit_many(
+        models,
+        x,
+        seeds=[0, 1, 2],
+        epochs=2,
+        batch_size=64,
+        progress=False,
+        max_parallel=2,
+        callback=lambda epoch, model: seen.append((epoch, id(model), model.training)),
+    )
     assert sorted(seen) == sorted((e, id(m), False) for e in (1, 2) for m in models)
     fit_many(reference, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False)
     for a, b in zip(models, reference):
@@ -113,7 +142,9 @@ def test_fit_many_chunks_runs_and_calls_back_for_every_model():
 
 def test_fit_many_refuses_models_of_different_architectures_naming_the_difference():
     x, _ = pinwheel(n_per_class=16, seed=0)
-    with pytest.raises(ValueError, match=r"models\[1\] has blocks=3, models\[0\] has blocks=2"):
+    with pytest.raises(
+        ValueError, match=r"models\[1\] has blocks=3, models\[0\] has blocks=2"
+    ):
         fit_many([_model(0), _model(1, blocks=3)], x, epochs=1)
     with pytest.raises(ValueError, match="dtype"):
         fit_many([_model(0), _model(1).float()], x, epochs=1)
@@ -134,9 +165,15 @@ def test_fit_many_names_the_run_phase_epoch_and_step_of_a_nonfinite_loss():
     with torch.no_grad():
         models[2].components.layers[0].t_net.layers[0].weight[0].fill_(float("nan"))
     before = [copy.deepcopy(m.state_dict()) for m in models]
-    with pytest.raises(FloatingPointError, match=r"run 2 \(seed 7\), main phase, epoch 1, step 1"):
-        fit_many(models, x.double(), seeds=[5, 6, 7], epochs=2, batch_size=64, progress=False)
-    for model, state in zip(models, before):  # the failing first step changed nothing, not even batch norm
+    with pytest.raises(
+        FloatingPointError, match=r"run 2 \(seed 7\), main phase, epoch 1, step 1"
+    ):
+        fit_many(
+            models, x.double(), seeds=[5, 6, 7], epochs=2, batch_size=64, progress=False
+        )
+    for model, state in zip(
+        models, before
+    ):  # the failing first step changed nothing, not even batch norm
         assert not model.training
         for name, value in model.state_dict().items():
             assert torch.equal(value, state[name]) or torch.isnan(value).any(), name
@@ -144,8 +181,13 @@ def test_fit_many_names_the_run_phase_epoch_and_step_of_a_nonfinite_loss():
 
 def test_fit_many_of_custom_components_trains_them_one_at_a_time():
     x, _ = pinwheel(n_per_class=16, seed=0)
-    models = [VMoNF(2, 2, components=[vm.flows.realnvp(2, k=1, blocks=2) for _ in range(2)]) for _ in range(2)]
-    histories = fit_many(models, x, seeds=[0, 1], epochs=1, batch_size=32, progress=False)
+    models = [
+        VMoNF(2, 2, components=[vm.flows.realnvp(2, k=1, blocks=2) for _ in range(2)])
+        for _ in range(2)
+    ]
+    histories = fit_many(
+        models, x, seeds=[0, 1], epochs=1, batch_size=32, progress=False
+    )
     assert [len(h.loss) for h in histories] == [1, 1]
 
 
@@ -161,19 +203,29 @@ def _with_labeled_points(x, y, per_circle):
 
 def test_fit_many_takes_one_data_set_per_run():
     """Chapter 7 appends each seed's own labeled points: runs with their own x equal fit on that x."""
-    datasets, labels = _with_labeled_points(*two_circles(n_per_circle=64, seed=0), per_circle=(4, 4, 4))
+    datasets, labels = _with_labeled_points(
+        *two_circles(n_per_circle=64, seed=0), per_circle=(4, 4, 4)
+    )
     options = dict(epochs=2, batch_size=32, pretrain_epochs=2, progress=False)
     for a, b in zip(*_alone_and_together(3, datasets, labels, options, k=2)):
         _assert_same_state(a, b)
     with pytest.raises(ValueError, match=r"x\[1\] must have shape"):
-        fit_many([_model(0, k=2), _model(1, k=2)], [datasets[0], datasets[1][:, :1]], epochs=1)
+        fit_many(
+            [_model(0, k=2), _model(1, k=2)],
+            [datasets[0], datasets[1][:, :1]],
+            epochs=1,
+        )
 
 
 def test_fit_many_takes_data_sets_of_different_sizes_and_trains_them_in_turn():
     """Chapter 7's label-budget sweep: runs of 64 + 4 and 64 + 8 points in one call."""
-    datasets, labels = _with_labeled_points(*two_circles(n_per_circle=32, seed=0), per_circle=(2, 4))
+    datasets, labels = _with_labeled_points(
+        *two_circles(n_per_circle=32, seed=0), per_circle=(2, 4)
+    )
     options = dict(epochs=2, batch_size=32, pretrain_epochs=1, progress=False)
     for a, b in zip(*_alone_and_together(2, datasets, labels, options, k=2)):
         _assert_same_state(a, b)
     with pytest.raises(ValueError, match=r"labels must have shape \(68,\)"):
-        fit_many([_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1)
+        fit_many(
+            [_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1
+        )

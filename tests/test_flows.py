@@ -35,10 +35,14 @@ def test_coupling_log_det_counts_only_transformed_features():
     """Defect 2 of the original code: s summed over all features. Here s is nonzero on the
     conditioning features too, yet only the transformed ones may enter log|det|."""
     dim = 4
-    layer = _randomize(AffineCoupling(dim, alternating_masks(dim, 1)[0], hidden=8, k=2)).double()
+    layer = _randomize(
+        AffineCoupling(dim, alternating_masks(dim, 1)[0], hidden=8, k=2)
+    ).double()
     x = torch.randn(5, dim, dtype=torch.float64)
     raw_s = layer.s_net(x * layer.mask)
-    assert (raw_s * layer.mask).abs().sum() > 0  # the network does output scales on masked features
+    assert (
+        raw_s * layer.mask
+    ).abs().sum() > 0  # the network does output scales on masked features
     _, log_det = layer(x)
     torch.testing.assert_close(log_det, -(raw_s * (1 - layer.mask)).sum(-1))
     torch.testing.assert_close(log_det[1], jacobian_log_det(layer, x, 1))
@@ -50,10 +54,16 @@ def test_batchnorm_flow_eval_inverts_and_training_uses_batch_statistics():
     x = 3.0 + 2.0 * torch.randn(200, 3, dtype=torch.float64)
     bn.double().train()
     z, log_det = bn(x)
-    torch.testing.assert_close(z.mean(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        z.mean(1), torch.zeros(2, 3, dtype=torch.float64), atol=1e-9, rtol=0
+    )
     batch_var = x.var(0, unbiased=False)
-    torch.testing.assert_close(z.var(1, unbiased=False), (batch_var / (batch_var + bn.eps)).expand(2, 3))
-    torch.testing.assert_close(log_det, (-0.5 * torch.log(batch_var + bn.eps)).sum().expand(2, 200))
+    torch.testing.assert_close(
+        z.var(1, unbiased=False), (batch_var / (batch_var + bn.eps)).expand(2, 3)
+    )
+    torch.testing.assert_close(
+        log_det, (-0.5 * torch.log(batch_var + bn.eps)).sum().expand(2, 200)
+    )
     # the running averages moved a tenth of the way from (0, 1) towards the batch's mean and variance
     torch.testing.assert_close(bn.running_mean, (0.1 * x.mean(0)).expand(2, 1, 3))
     torch.testing.assert_close(bn.running_var, (0.9 + 0.1 * batch_var).expand(2, 1, 3))
@@ -63,7 +73,9 @@ def test_batchnorm_flow_eval_inverts_and_training_uses_batch_statistics():
 
 @pytest.mark.parametrize("dim", [1, 2, 5])
 def test_made_is_autoregressive(dim):
-    made = _randomize(MADE(dim, hidden=(16, 16), k=2, order=list(reversed(range(dim))))).double()
+    made = _randomize(
+        MADE(dim, hidden=(16, 16), k=2, order=list(reversed(range(dim))))
+    ).double()
     x = torch.randn(1, dim, dtype=torch.float64, requires_grad=True)
     mu, a = made(x)
     # output of feature i (generated at position p_i) may depend only on features generated earlier
@@ -78,7 +90,11 @@ def test_made_is_autoregressive(dim):
 
 @pytest.mark.parametrize("dim", [1, 3, 6])
 def test_maf_layer_inverts_with_exact_log_det(dim):
-    check_flow(_randomize(MAFLayer(dim, hidden=12, k=3, order=list(reversed(range(dim))))), dim, k=3)
+    check_flow(
+        _randomize(MAFLayer(dim, hidden=12, k=3, order=list(reversed(range(dim))))),
+        dim,
+        k=3,
+    )
 
 
 @pytest.mark.parametrize("builder,dim", [(realnvp, 3), (maf, 4)])
@@ -111,7 +127,9 @@ def _slice_state(stacked: StackedFlow, c: int) -> dict:
     """Component c's parameters and running statistics (leading K axis), shared buffers as they are."""
     out = {}
     for name, t in stacked.state_dict().items():
-        stacked_axis = name.endswith(("weight", "bias", "log_gamma", "beta", "running_mean", "running_var"))
+        stacked_axis = name.endswith(
+            ("weight", "bias", "log_gamma", "beta", "running_mean", "running_var")
+        )
         out[name] = t[c : c + 1] if stacked_axis else t
     return out
 

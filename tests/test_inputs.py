@@ -20,13 +20,19 @@ def model():
         (torch.zeros(4, 3), ValueError, r"x must have shape \(N, 2\), got \(4, 3\)"),
         (torch.zeros(4), ValueError, r"x must have shape \(N, 2\), got \(4,\)"),
         (torch.zeros(0, 2), ValueError, "x is empty"),
-        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), ValueError, "NaN or infinite values \\(in 1 of 2 rows\\)"),
+        (
+            torch.tensor([[0.0, float("nan")], [1.0, 2.0]]),
+            ValueError,
+            "NaN or infinite values \\(in 1 of 2 rows\\)",
+        ),
         (torch.tensor([[0.0, float("inf")]]), ValueError, "NaN or infinite"),
         ("not data", TypeError, "x must be a tensor or array"),
         (torch.zeros(2, 2, dtype=torch.complex64), TypeError, "real numbers"),
     ],
 )
-@pytest.mark.parametrize("method", ["log_prob", "component_log_prob", "posterior", "elbo", "predict"])
+@pytest.mark.parametrize(
+    "method", ["log_prob", "component_log_prob", "posterior", "elbo", "predict"]
+)
 def test_every_density_method_rejects_bad_x(model, method, bad, error, message):
     with pytest.raises(error, match=message):
         getattr(model, method)(bad)
@@ -71,9 +77,15 @@ def test_bad_sampling_arguments(model):
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (torch.tensor([0, 1, 5, -1]), r"labels must be -1 \(unlabeled\) or 0..2; found \[5\]"),
+        (
+            torch.tensor([0, 1, 5, -1]),
+            r"labels must be -1 \(unlabeled\) or 0..2; found \[5\]",
+        ),
         (torch.tensor([0, 1, -2, -1]), r"found \[-2\]"),
-        (torch.tensor([0, 1, 2]), r"labels must have shape \(4,\) to match x, got \(3,\)"),
+        (
+            torch.tensor([0, 1, 2]),
+            r"labels must have shape \(4,\) to match x, got \(3,\)",
+        ),
         (torch.tensor([0.0, 1.0, 1.0, 0.0]), "labels must be integers"),
     ],
 )
@@ -82,7 +94,9 @@ def test_fit_rejects_bad_labels(model, labels, message):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises((ValueError, TypeError), match=message):
         fit(model, x, labels, epochs=1, batch_size=4, progress=False)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing changed
+    assert all(
+        torch.equal(before[k], v) for k, v in model.state_dict().items()
+    )  # nothing changed
 
 
 @pytest.mark.parametrize(
@@ -94,13 +108,25 @@ def test_fit_rejects_bad_labels(model, labels, message):
         (dict(epochs=1, weight_decay=-0.1), "weight_decay must be a number >= 0"),
         (dict(epochs=1, objective="map"), "objective must be 'elbo' or 'exact'"),
         (dict(epochs=1, temperature=0.0), "temperature must be a positive"),
-        (dict(epochs=1, temperature=lambda step: float("nan")), r"temperature\(step\) must be a positive"),
-        (dict(epochs=1, pretrain_epochs=2), "pretrain_epochs needs at least two labeled points"),
-        (dict(epochs=1, clip_grad_norm=0.0), "clip_grad_norm must be None or a positive number"),
+        (
+            dict(epochs=1, temperature=lambda step: float("nan")),
+            r"temperature\(step\) must be a positive",
+        ),
+        (
+            dict(epochs=1, pretrain_epochs=2),
+            "pretrain_epochs needs at least two labeled points",
+        ),
+        (
+            dict(epochs=1, clip_grad_norm=0.0),
+            "clip_grad_norm must be None or a positive number",
+        ),
         (dict(epochs=1, consistency="high"), "consistency must be a number >= 0"),
         (dict(epochs=1, lr=True), "lr must be a positive number"),
         (dict(epochs=1, init_epochs=0), "init_epochs must be a positive integer"),
-        (dict(epochs=1, init_lr=float("nan")), "init_lr must be None or a positive number"),
+        (
+            dict(epochs=1, init_lr=float("nan")),
+            "init_lr must be None or a positive number",
+        ),
     ],
 )
 def test_fit_rejects_bad_settings(model, kwargs, message):
@@ -159,7 +185,9 @@ def test_data_and_metric_arguments():
         pinwheel(n_per_class=0)
     with pytest.raises(ValueError, match="noise must be >= 0"):
         two_circles(noise=-1)
-    with pytest.raises(ValueError, match="digits must be a non-empty selection of 0..9"):
+    with pytest.raises(
+        ValueError, match="digits must be a non-empty selection of 0..9"
+    ):
         digits(digits=[12])
     with pytest.raises(ValueError, match="same length"):
         cluster_accuracy([0, 1, 1], [0, 1])

@@ -6,12 +6,22 @@ import torch
 from vmonf_mini import VMoNF
 from vmonf_mini.mixture import DEFAULT_CHUNK_SIZE
 
-METHODS = ["log_prob", "component_log_prob", "exact_posterior", "log_posterior", "posterior", "elbo", "predict"]
+METHODS = [
+    "log_prob",
+    "component_log_prob",
+    "exact_posterior",
+    "log_posterior",
+    "posterior",
+    "elbo",
+    "predict",
+]
 
 
 def _model(flow="realnvp"):
     torch.manual_seed(0)
-    model = VMoNF(2, 3, flow=flow, blocks=2, hidden=6, encoder_hidden=(5,)).double().train()
+    model = (
+        VMoNF(2, 3, flow=flow, blocks=2, hidden=6, encoder_hidden=(5,)).double().train()
+    )
     with torch.no_grad():
         for _ in range(5):  # running averages away from their initial values
             model.elbo(torch.randn(64, 2, dtype=torch.float64) * 2 + 1)
@@ -28,13 +38,17 @@ def _spy_rows(model):
         return log_prob(x)
 
     model.components.log_prob = flows
-    model.encoder.register_forward_hook(lambda module, args, out: rows["encoder"].append(args[0].shape[0]))
+    model.encoder.register_forward_hook(
+        lambda module, args, out: rows["encoder"].append(args[0].shape[0])
+    )
     return rows
 
 
 @pytest.mark.parametrize("flow", ["realnvp", "maf"])
 @pytest.mark.parametrize("method", METHODS)
-def test_evaluation_in_chunks_gives_the_same_numbers_and_never_passes_more_rows(flow, method):
+def test_evaluation_in_chunks_gives_the_same_numbers_and_never_passes_more_rows(
+    flow, method
+):
     model = _model(flow)
     x = torch.randn(1000, 2, dtype=torch.float64) * 3
     with torch.no_grad():

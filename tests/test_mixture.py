@@ -23,7 +23,9 @@ def test_log_prob_is_logsumexp_of_prior_plus_components(flow):
     x = torch.randn(8, 3, dtype=torch.float64)
     comp = model.component_log_prob(x)
     assert comp.shape == (8, 3)
-    expected = torch.logsumexp(comp + torch.log(torch.tensor(1 / 3, dtype=torch.float64)), dim=1)
+    expected = torch.logsumexp(
+        comp + torch.log(torch.tensor(1 / 3, dtype=torch.float64)), dim=1
+    )
     torch.testing.assert_close(model.log_prob(x), expected)
 
 
@@ -54,7 +56,9 @@ def test_elbo_equals_log_p_when_q_is_the_exact_posterior():
     model = _model(k=3)
     x = torch.randn(20, 2, dtype=torch.float64)
     exact = model.exact_posterior(x)
-    model.encoder = _Constant(exact.log())  # an "encoder" that returns the exact log posterior
+    model.encoder = _Constant(
+        exact.log()
+    )  # an "encoder" that returns the exact log posterior
     torch.testing.assert_close(model.elbo(x), model.log_prob(x), atol=1e-10, rtol=1e-10)
 
 
@@ -99,7 +103,9 @@ def test_sample_component_draws_from_that_component():
 def test_sample_each_component_draws_n_points_from_every_component():
     model = _model(k=3)
     with torch.no_grad():
-        for c in range(3):  # move the components far apart: each sample's nearest component is its own
+        for c in range(
+            3
+        ):  # move the components far apart: each sample's nearest component is its own
             model.components.layers[-1].beta[c] += 20.0 * c
     xs = model.sample_each_component(50)
     assert xs.shape == (3, 50, 2)
@@ -115,7 +121,9 @@ def test_learned_prior_is_a_parameter_and_fixed_prior_is_a_buffer():
     torch.testing.assert_close(fixed.log_prior().exp(), torch.full((3,), 1 / 3))
 
 
-@pytest.mark.parametrize("flow,dtype", [("realnvp", torch.float64), ("maf", torch.float32)])
+@pytest.mark.parametrize(
+    "flow,dtype", [("realnvp", torch.float64), ("maf", torch.float32)]
+)
 def test_save_load_round_trip_is_exact(tmp_path, flow, dtype):
     model = _model(flow, dim=3, prior="learned").to(dtype)
     path = tmp_path / "model.pt"
@@ -125,7 +133,9 @@ def test_save_load_round_trip_is_exact(tmp_path, flow, dtype):
     assert torch.equal(loaded.log_prob(x), model.log_prob(x))
     assert torch.equal(loaded.posterior(x), model.posterior(x))
     assert loaded.config == model.config
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "model.pt"
+    ]  # no temporary left behind
 
 
 def test_list_of_independent_flows_is_accepted_as_components():
@@ -142,12 +152,24 @@ def test_normflows_models_work_as_components():
     nf = pytest.importorskip("normflows")
     flows = []
     for _ in range(2):
-        layers = [nf.flows.MaskedAffineFlow(torch.tensor([1.0, 0.0]), nf.nets.MLP([2, 8, 2], init_zeros=True),
-                                            nf.nets.MLP([2, 8, 2], init_zeros=True))]
+        layers = [
+            nf.flows.MaskedAffineFlow(
+                torch.tensor([1.0, 0.0]),
+                nf.nets.MLP([2, 8, 2], init_zeros=True),
+                nf.nets.MLP([2, 8, 2], init_zeros=True),
+            )
+        ]
         flows.append(nf.NormalizingFlow(nf.distributions.DiagGaussian(2), layers))
     model = VMoNF(2, 2, components=flows).eval()
     x = torch.randn(5, 2)
-    expected = torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(1)  # zero-initialised nets: identity
-    torch.testing.assert_close(model.component_log_prob(x), torch.stack([expected, expected], 1), atol=1e-5, rtol=1e-5)
+    expected = (
+        torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(1)
+    )  # zero-initialised nets: identity
+    torch.testing.assert_close(
+        model.component_log_prob(x),
+        torch.stack([expected, expected], 1),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     xs, c = model.sample(7)
     assert xs.shape == (7, 2)

@@ -76,7 +76,10 @@ def test_decision_regions_uses_eval_mode_not_the_grid_statistics():
 
     # The test is not vacuous: evaluated in training mode, batch norm would use the grid's own
     # statistics and pick different components on the same grid.
-    (x0, x1), (y0, y1) = (float(x[:, 0].min()), float(x[:, 0].max())), (float(x[:, 1].min()), float(x[:, 1].max()))
+    (x0, x1), (y0, y1) = (
+        (float(x[:, 0].min()), float(x[:, 0].max())),
+        (float(x[:, 1].min()), float(x[:, 1].max())),
+    )
     gx, gy = np.meshgrid(np.linspace(x0, x1, 40), np.linspace(y0, y1, 40))
     grid = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     with torch.no_grad():
@@ -142,7 +145,9 @@ def test_density_map_default_floor_and_limits_from_samples():
 @pytest.mark.parametrize("training", [True, False])
 def test_component_samples_restores_the_mode_and_draws_a_grid(training):
     model = _model(dim=4, k=3).train(training)
-    fig = component_samples(model, n_per_component=5, image_shape=(2, 2), transform=torch.sigmoid)
+    fig = component_samples(
+        model, n_per_component=5, image_shape=(2, 2), transform=torch.sigmoid
+    )
     assert model.training is training
     assert len(fig.axes) == 3 * 5
     assert all(len(ax.images) == 1 for ax in fig.axes)
@@ -169,7 +174,9 @@ def test_contingency_heatmap_annotates_every_cell():
 
 
 def test_training_curves_plots_loss_and_temperature():
-    history = History(loss=[3.0, 2.0, 1.5], temperature=[1.0, 0.9, 0.8], seconds=[0.1] * 3)
+    history = History(
+        loss=[3.0, 2.0, 1.5], temperature=[1.0, 0.9, 0.8], seconds=[0.1] * 3
+    )
     ax = training_curves(history)
     assert list(ax.lines[0].get_ydata()) == history.loss
     twin = [a for a in ax.figure.axes if a is not ax][0]
@@ -178,3 +185,41 @@ def test_training_curves_plots_loss_and_temperature():
 
 def test_palette_has_a_colour_per_component_up_to_ten():
     assert len(PALETTE) >= 10
+
+
+def test_a_gaussian_mixture_is_drawn_by_the_same_figures():
+    """Chapter 6 draws scikit-learn's GaussianMixture beside the VMoNF with decision_regions,
+    and its regions are those of predict_proba."""
+    from sklearn.mixture import GaussianMixture
+
+    x, y = pinwheel(300, seed=0)
+    gmm = GaussianMixture(5, random_state=0).fit(x.numpy())
+    ax = decision_regions(gmm, x, n_samples=60, resolution=20)
+    region = ax.images[0].get_array()
+    extent = ax.images[0].get_extent()
+    gx, gy = np.meshgrid(
+        np.linspace(extent[0], extent[1], 20), np.linspace(extent[2], extent[3], 20)
+    )
+    expected = gmm.predict(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(20, 20)
+    assert np.array_equal(np.asarray(region), expected)
+    density_map(gmm, x, resolution=20)
+    fig = component_samples(gmm, n_per_component=2, image_shape=(1, 2))
+    assert len(fig.axes) == 10
+    with pytest.raises(TypeError, match="fitted mixture"):
+        decision_regions(object())
+
+
+def test_class_colors_give_a_component_its_matched_class_colour():
+    from vmonf_mini.plot import class_colors
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    clusters = np.array([2, 2, 0, 0, 3, 3])  # component 1 unused, 3 holds class 2
+    colors = class_colors(y, clusters, k=4)
+    assert (
+        colors[2] == PALETTE[0] and colors[0] == PALETTE[1] and colors[3] == PALETTE[2]
+    )
+    assert colors[1] not in (PALETTE[0], PALETTE[1], PALETTE[2])
+    ax = decision_regions(_model(k=4), n_samples=20, resolution=10, colors=colors)
+    assert list(ax.images[0].get_cmap().colors) == colors
+    with pytest.raises(ValueError, match="one colour per component"):
+        decision_regions(_model(k=4), n_samples=20, resolution=10, colors=colors[:2])

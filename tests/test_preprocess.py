@@ -24,7 +24,9 @@ def test_dequantize_stays_in_its_bin_and_is_reproducible():
     b = dequantize(x, generator=torch.Generator().manual_seed(1))
     assert a.dtype == F64 and a.shape == x.shape
     torch.testing.assert_close(a, b)
-    torch.testing.assert_close((a * 256).floor(), torch.round(x * 255))  # pixel k lands in [k, k+1) / 256
+    torch.testing.assert_close(
+        (a * 256).floor(), torch.round(x * 255)
+    )  # pixel k lands in [k, k+1) / 256
     assert bool(((a >= 0) & (a < 1)).all())
 
 
@@ -60,16 +62,22 @@ def test_logit_log_det_equals_autograd(alpha):
     _, log_det = t(x)
     for i, row in enumerate(x):
         jac = torch.autograd.functional.jacobian(lambda v: t(v[None])[0][0], row)
-        torch.testing.assert_close(log_det[i], torch.linalg.slogdet(jac)[1], atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(
+            log_det[i], torch.linalg.slogdet(jac)[1], atol=1e-9, rtol=1e-9
+        )
 
 
 def test_logit_change_of_variables_gives_a_normalised_density_in_pixel_space():
     """A standard logistic density in logit space (alpha = 0) is the uniform density on (0, 1): log p_X = 0."""
     t = LogitTransform(alpha=0.0)
-    x = torch.rand(100, 3, dtype=F64, generator=torch.Generator().manual_seed(0)).clamp(1e-6, 1 - 1e-6)
+    x = torch.rand(100, 3, dtype=F64, generator=torch.Generator().manual_seed(0)).clamp(
+        1e-6, 1 - 1e-6
+    )
     y, log_det = t(x)
     logistic = (-y - 2 * torch.nn.functional.softplus(-y)).sum(-1)
-    torch.testing.assert_close(logistic + log_det, torch.zeros(100, dtype=F64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        logistic + log_det, torch.zeros(100, dtype=F64), atol=1e-9, rtol=0
+    )
 
 
 def test_logit_rejects_bad_alpha():
@@ -110,7 +118,9 @@ def test_pca_log_det_equals_autograd_on_the_full_space():
     x = correlated()
     pca = PCAWhitening(dim=6).fit(x)
     jac = torch.autograd.functional.jacobian(lambda v: pca.forward(v[None])[0], x[0])
-    assert math.isclose(torch.linalg.slogdet(jac)[1].item(), pca.log_det, rel_tol=0, abs_tol=1e-9)
+    assert math.isclose(
+        torch.linalg.slogdet(jac)[1].item(), pca.log_det, rel_tol=0, abs_tol=1e-9
+    )
 
 
 @pytest.mark.parametrize("dim", [2, 4, 6])
@@ -127,7 +137,9 @@ def test_full_log_prob_equals_the_probabilistic_pca_gaussian(dim):
     values, vectors = values.flip(0), vectors.flip(1)
     values[dim:] = values[dim:].mean() if dim < 6 else values[dim:]
     model_cov = vectors @ torch.diag(values) @ vectors.T
-    reference = torch.distributions.MultivariateNormal(pca.mean, covariance_matrix=model_cov).log_prob(x)
+    reference = torch.distributions.MultivariateNormal(
+        pca.mean, covariance_matrix=model_cov
+    ).log_prob(x)
     torch.testing.assert_close(ours, reference, atol=1e-8, rtol=1e-8)
 
 
@@ -166,11 +178,18 @@ def test_pca_of_integer_pixels_computes_and_returns_floating_point(dtype):
     as_float = PCAWhitening(dim=3).fit(pixels.to(torch.float64))
     z = pca.forward(pixels)
     assert z.dtype == torch.get_default_dtype()
-    torch.testing.assert_close(z, as_float.forward(pixels.to(torch.float64)).to(z.dtype))
-    assert bool((z < 0).any())  # negative coordinates survive (uint8 would wrap them to 255)
+    torch.testing.assert_close(
+        z, as_float.forward(pixels.to(torch.float64)).to(z.dtype)
+    )
+    assert bool(
+        (z < 0).any()
+    )  # negative coordinates survive (uint8 would wrap them to 255)
     residual = pca.residual_log_prob(pixels)
     assert residual.dtype == torch.get_default_dtype()
-    torch.testing.assert_close(residual, as_float.residual_log_prob(pixels.to(torch.float64)).to(residual.dtype))
+    torch.testing.assert_close(
+        residual,
+        as_float.residual_log_prob(pixels.to(torch.float64)).to(residual.dtype),
+    )
     back = pca.inverse(torch.zeros(2, 3, dtype=torch.int64))
     assert back.dtype == torch.get_default_dtype()
     torch.testing.assert_close(back, as_float.mean.expand(2, 6).to(back.dtype))

@@ -33,7 +33,9 @@ shapes = st.fixed_dictionaries(
 )
 
 
-def _perturbed(module: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
+def _perturbed(
+    module: torch.nn.Module, seed: int, scale: float = 0.3
+) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
@@ -42,26 +44,46 @@ def _perturbed(module: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.
 
 
 def _data(s, dtype=torch.float64):
-    return torch.randn(s["n"], s["dim"], generator=torch.Generator().manual_seed(s["seed"] + 1), dtype=dtype)
+    return torch.randn(
+        s["n"],
+        s["dim"],
+        generator=torch.Generator().manual_seed(s["seed"] + 1),
+        dtype=dtype,
+    )
 
 
 @BOUNDED
 @given(shapes)
 def test_flows_invert_and_log_det_matches_autograd(s):
     builder = realnvp if s["flow"] == "realnvp" else maf
-    flow = _perturbed(builder(s["dim"], k=s["k"], blocks=s["blocks"], hidden=s["hidden"]).double(), s["seed"]).eval()
+    flow = _perturbed(
+        builder(s["dim"], k=s["k"], blocks=s["blocks"], hidden=s["hidden"]).double(),
+        s["seed"],
+    ).eval()
     x = _data(s)
     z, log_det = flow(x)
     assert z.shape == (s["k"], s["n"], s["dim"]) and log_det.shape == (s["k"], s["n"])
     torch.testing.assert_close(flow.inverse(z), x.expand_as(z), atol=1e-8, rtol=1e-8)
-    c, rows = s["seed"] % s["k"], min(s["n"], 3)  # one component, a few points: autograd's Jacobian is slow
-    torch.testing.assert_close(log_det[c, :rows], jacobian_log_det(flow, x[:rows], c), atol=1e-8, rtol=1e-8)
+    c, rows = (
+        s["seed"] % s["k"],
+        min(s["n"], 3),
+    )  # one component, a few points: autograd's Jacobian is slow
+    torch.testing.assert_close(
+        log_det[c, :rows], jacobian_log_det(flow, x[:rows], c), atol=1e-8, rtol=1e-8
+    )
 
 
 @BOUNDED
 @given(shapes, st.floats(min_value=1e-3, max_value=10.0))
 def test_elbo_never_exceeds_log_p(s, temperature):
-    model = VMoNF(s["dim"], s["k"], flow=s["flow"], blocks=s["blocks"], hidden=s["hidden"], encoder_hidden=(4,))
+    model = VMoNF(
+        s["dim"],
+        s["k"],
+        flow=s["flow"],
+        blocks=s["blocks"],
+        hidden=s["hidden"],
+        encoder_hidden=(4,),
+    )
     model = _perturbed(model.double(), s["seed"]).eval()
     x = _data(s)
     with torch.no_grad():
@@ -73,10 +95,21 @@ def test_elbo_never_exceeds_log_p(s, temperature):
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)
-@given(shapes, st.sampled_from([torch.float32, torch.float64]), st.sampled_from([None, "learned"]))
+@given(
+    shapes,
+    st.sampled_from([torch.float32, torch.float64]),
+    st.sampled_from([None, "learned"]),
+)
 def test_save_load_round_trip_is_exact(s, dtype, prior):
-    model = VMoNF(s["dim"], s["k"], flow=s["flow"], blocks=s["blocks"], hidden=s["hidden"], encoder_hidden=(3,),
-                  prior=prior)
+    model = VMoNF(
+        s["dim"],
+        s["k"],
+        flow=s["flow"],
+        blocks=s["blocks"],
+        hidden=s["hidden"],
+        encoder_hidden=(3,),
+        prior=prior,
+    )
     model = _perturbed(model.to(dtype), s["seed"]).eval()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"

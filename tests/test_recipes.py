@@ -7,6 +7,7 @@ import vmonf_mini as vm
 from vmonf_mini import recipes
 from vmonf_mini.metrics import cluster_accuracy
 
+
 def test_run_many_trains_one_run_per_seed_as_run_does():
     """In float64 (fit_many's contract): in float32 Adam turns the rounding noise of gradients that
     are zero in exact arithmetic (a bias that batch norm cancels) into steps of size lr."""
@@ -22,7 +23,9 @@ def test_run_many_trains_one_run_per_seed_as_run_does():
     assert len(together) == len(histories) == 2 and not together[0].training
     for a, b in zip(alone, together):
         for name, value in a.state_dict().items():
-            torch.testing.assert_close(b.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
+            torch.testing.assert_close(
+                b.state_dict()[name], value, atol=1e-6, rtol=0, msg=name
+            )
 
 
 def test_with_fit_overrides_without_touching_the_recipe():
@@ -30,7 +33,9 @@ def test_with_fit_overrides_without_touching_the_recipe():
     short = paper.with_fit(epochs=2)
     assert short.fit["epochs"] == 2 and paper.fit["epochs"] == 400
     assert short.model == paper.model
-    with pytest.raises(TypeError, match=r"\['epoch'\] are not arguments of vmonf_mini.fit"):
+    with pytest.raises(
+        TypeError, match=r"\['epoch'\] are not arguments of vmonf_mini.fit"
+    ):
         paper.with_fit(epoch=2)
 
 
@@ -40,7 +45,11 @@ def test_run_builds_and_trains_the_recipe():
     labels = recipes.labeled_subset(y, recipe.labels_per_class)
     model, history = recipe.run(x, labels, seed=0)
     assert isinstance(model, vm.VMoNF) and model.k == 2 and model.config["blocks"] == 10
-    assert len(history.pretrain_loss) == 2 and len(history.loss) == 1 and not model.training
+    assert (
+        len(history.pretrain_loss) == 2
+        and len(history.loss) == 1
+        and not model.training
+    )
 
 
 def test_labeled_subset():
@@ -50,14 +59,22 @@ def test_labeled_subset():
     assert bool((labels[labels >= 0] == y[labels >= 0]).all())
     assert torch.equal(labels, recipes.labeled_subset(y, per_class=3, seed=1))
     assert not torch.equal(labels, recipes.labeled_subset(y, per_class=3, seed=2))
-    with pytest.raises(ValueError, match="class 1 has 5 points, fewer than per_class=6"):
+    with pytest.raises(
+        ValueError, match="class 1 has 5 points, fewer than per_class=6"
+    ):
         recipes.labeled_subset(y, per_class=6)
 
 
 def test_cluster_images_on_the_digits():
     x, y = vm.data.digits()
     fitted = recipes.cluster_images(x, 5, levels=17, init_epochs=40, epochs=5, seed=0)
-    assert fitted.labels.shape == (901,) and fitted.model.dim == 10 and fitted.pca.dim == 10
-    assert cluster_accuracy(y, fitted.gmm_labels) > 0.9      # the Gaussian mixture's start
-    assert cluster_accuracy(y, fitted.labels) > 0.9          # kept by the flows
-    assert (fitted.predict(x) == fitted.labels).mean() > 0.95  # new pixels: no dequantization noise
+    assert (
+        fitted.labels.shape == (901,)
+        and fitted.model.dim == 10
+        and fitted.pca.dim == 10
+    )
+    assert cluster_accuracy(y, fitted.gmm_labels) > 0.9  # the Gaussian mixture's start
+    assert cluster_accuracy(y, fitted.labels) > 0.9  # kept by the flows
+    assert (
+        fitted.predict(x) == fitted.labels
+    ).mean() > 0.95  # new pixels: no dequantization noise

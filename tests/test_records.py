@@ -20,7 +20,9 @@ EXPECTED = {"mnist_paper": PAPER_MNIST["full"].as_dict()}
 def test_each_record_has_its_provenance_and_the_codes_full_configuration(name):
     record = read_record(RECORDED / f"{name}.json")
     assert missing_provenance(record) == []
-    assert config_differences(record, EXPECTED[name]) == [], "stale record: rerun `make record`"
+    assert config_differences(record, EXPECTED[name]) == [], (
+        "stale record: rerun `make record`"
+    )
     assert record["results"]["budget"] == "full"
     assert len(record["results"]["runs"]) == len(record["provenance"]["seeds"]) >= 1
 
@@ -44,8 +46,21 @@ def test_make_record_runs_on_the_smoke_budget(tmp_path):
         vm.data.mnist(digits=range(5), split="test", download=False)
     except vm.mnist.MNISTUnavailable:
         pytest.skip("MNIST is not in the download cache (CI copies it from ../shared)")
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "record.py"), "--budget", "smoke", "--out",
-                           str(tmp_path), "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "record.py"),
+            "--budget",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     record = read_record(tmp_path / "mnist_paper.json")
     assert missing_provenance(record) == []

@@ -27,12 +27,21 @@ def test_batch_norm_switches_must_be_booleans(name, value):
 
 
 def test_numpy_booleans_are_booleans():
-    model = VMoNF(2, 2, blocks=1, batch_norm=np.bool_(False), encoder_batch_norm=np.bool_(True))
-    assert model.config["batch_norm"] is False and model.config["encoder_batch_norm"] is True
-    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.components.modules())
+    model = VMoNF(
+        2, 2, blocks=1, batch_norm=np.bool_(False), encoder_batch_norm=np.bool_(True)
+    )
+    assert (
+        model.config["batch_norm"] is False
+        and model.config["encoder_batch_norm"] is True
+    )
+    assert not any(
+        isinstance(m, torch.nn.BatchNorm1d) for m in model.components.modules()
+    )
 
 
-@pytest.mark.parametrize("c", [np.int64(1), np.int32(1), torch.tensor(1)], ids=["int64", "int32", "tensor"])
+@pytest.mark.parametrize(
+    "c", [np.int64(1), np.int32(1), torch.tensor(1)], ids=["int64", "int32", "tensor"]
+)
 def test_sample_component_takes_any_integer_index(c):
     model = VMoNF(2, 3, blocks=1, encoder_hidden=(4,)).eval()
     torch.manual_seed(0)
@@ -49,7 +58,10 @@ def test_sample_component_refuses_what_is_not_a_component_index(c):
 
 def _extreme_rows(dtype):
     huge = torch.finfo(dtype).max
-    return torch.tensor([[1e19, 0.0], [huge, -huge], [0.0, 1e30], [-huge / 3, 1.0], [0.3, -0.2]], dtype=dtype)
+    return torch.tensor(
+        [[1e19, 0.0], [huge, -huge], [0.0, 1e30], [-huge / 3, 1.0], [0.3, -0.2]],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -59,11 +71,19 @@ def test_extreme_finite_inputs_have_log_density_minus_inf_not_nan(flow, dtype):
     model = VMoNF(2, 3, flow=flow, blocks=2, hidden=8).to(dtype).eval()
     x = _extreme_rows(dtype)
     with torch.no_grad():
-        log_p, comp, elbo = model.log_prob(x), model.component_log_prob(x), model.elbo(x)
+        log_p, comp, elbo = (
+            model.log_prob(x),
+            model.component_log_prob(x),
+            model.elbo(x),
+        )
     for values in (log_p, comp, elbo):
         assert not bool(torch.isnan(values).any())
-    assert bool((log_p[1] == -math.inf) & (log_p[3] == -math.inf))  # |x| ~ max float: beyond any float
-    assert bool((log_p[:4] < -1e30).all()) and bool(torch.isfinite(log_p[4]))  # far tails; a normal point
+    assert bool(
+        (log_p[1] == -math.inf) & (log_p[3] == -math.inf)
+    )  # |x| ~ max float: beyond any float
+    assert bool((log_p[:4] < -1e30).all()) and bool(
+        torch.isfinite(log_p[4])
+    )  # far tails; a normal point
     assert bool((elbo <= log_p).all())
 
 

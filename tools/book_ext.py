@@ -38,7 +38,9 @@ PACKAGE = "vmonf_mini"
 def _ensure_offline_mathjax(app, config) -> None:
     if STATIC_DIR not in [str(p).rstrip("/") for p in config.html_static_path]:
         return
-    spec = importlib.util.spec_from_file_location("offline_assets", Path(__file__).with_name("offline_assets.py"))
+    spec = importlib.util.spec_from_file_location(
+        "offline_assets", Path(__file__).with_name("offline_assets.py")
+    )
     assets = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(assets)
     assets.mathjax(Path(app.confdir) / STATIC_DIR / "mathjax")
@@ -47,10 +49,16 @@ def _ensure_offline_mathjax(app, config) -> None:
 def _key(script: Any) -> tuple:
     filename = getattr(script, "filename", script) or ""
     attributes = getattr(script, "attributes", {}) or {}
-    return (str(filename), getattr(script, "priority", None), tuple(sorted(attributes.items())))
+    return (
+        str(filename),
+        getattr(script, "priority", None),
+        tuple(sorted(attributes.items())),
+    )
 
 
-def _drop_repeated_scripts(app, pagename: str, templatename: str, context: Dict[str, Any], doctree) -> None:
+def _drop_repeated_scripts(
+    app, pagename: str, templatename: str, context: Dict[str, Any], doctree
+) -> None:
     scripts = context.get("script_files")
     if not scripts:
         return
@@ -64,7 +72,9 @@ def _drop_repeated_scripts(app, pagename: str, templatename: str, context: Dict[
     _point_widget_manager_at_its_folder(kept)
 
 
-_EMBED_AMD = re.compile(r"(?P<dist>.+/@jupyter-widgets/html-manager@[^/]+/dist)/embed-amd\.js$")
+_EMBED_AMD = re.compile(
+    r"(?P<dist>.+/@jupyter-widgets/html-manager@[^/]+/dist)/embed-amd\.js$"
+)
 
 
 def _point_widget_manager_at_its_folder(scripts: list) -> None:
@@ -93,10 +103,15 @@ def _check_api_covers_package(app, env) -> None:
         module = f"{PACKAGE}.{info.name}"
         if info.name.startswith("_") or module in documented:
             continue
-        if any(name.startswith(module + ".") for name in objects):  # e.g. VMoNF, canonically mixture.VMoNF
+        if any(
+            name.startswith(module + ".") for name in objects
+        ):  # e.g. VMoNF, canonically mixture.VMoNF
             continue
-        logger.warning(f"{module} is not documented: add a section for it to book/api.md",
-                       type="vmonf", subtype="api")
+        logger.warning(
+            f"{module} is not documented: add a section for it to book/api.md",
+            type="vmonf",
+            subtype="api",
+        )
 
 
 def _register_bibliography_style() -> None:
@@ -106,13 +121,17 @@ def _register_bibliography_style() -> None:
     from pybtex.style.labels import BaseLabelStyle
 
     def surname(person) -> str:
-        return Text.from_latex(" ".join(person.prelast_names + person.last_names)).render_as("text")
+        return Text.from_latex(
+            " ".join(person.prelast_names + person.last_names)
+        ).render_as("text")
 
     class AuthorYearLabels(BaseLabelStyle):
         def format_labels(self, sorted_entries):
             seen: Dict[str, int] = {}
             for entry in sorted_entries:
-                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                people = (
+                    entry.persons.get("author") or entry.persons.get("editor") or []
+                )
                 names = [surname(p) for p in people]
                 if len(names) > 2:
                     who = f"{names[0]} et al."
@@ -120,7 +139,11 @@ def _register_bibliography_style() -> None:
                     who = " & ".join(names) or entry.fields.get("key", entry.key)
                 label = f"{who} {entry.fields.get('year', '')}".strip()
                 seen[label] = seen.get(label, 0) + 1
-                yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+                yield (
+                    label
+                    if seen[label] == 1
+                    else f"{label}{chr(ord('a') + seen[label] - 1)}"
+                )
 
     class AuthorYearStyle(PlainStyle):
         default_label_style = "vmonf-authoryear"
@@ -131,7 +154,9 @@ def _register_bibliography_style() -> None:
 
 def setup(app) -> Dict[str, Any]:
     _register_bibliography_style()
-    app.connect("config-inited", _ensure_offline_mathjax, priority=100)  # before Sphinx's 800
+    app.connect(
+        "config-inited", _ensure_offline_mathjax, priority=100
+    )  # before Sphinx's 800
     app.connect("html-page-context", _drop_repeated_scripts, priority=900)
     app.connect("env-check-consistency", _check_api_covers_package)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

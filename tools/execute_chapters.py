@@ -52,7 +52,9 @@ def chapter_paths() -> List[Path]:
     paths = [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]
 
     def rank(p: Path) -> Tuple[int, str]:
-        hits = [i for i, prefix in enumerate(LONGEST_FIRST) if p.name.startswith(prefix)]
+        hits = [
+            i for i, prefix in enumerate(LONGEST_FIRST) if p.name.startswith(prefix)
+        ]
         return (hits[0] if hits else len(LONGEST_FIRST), p.name)
 
     return sorted(paths, key=rank)
@@ -74,15 +76,26 @@ def run_one(path: str, timeout: int) -> Tuple[str, object, float, Optional[str]]
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = nbformat.read(path, as_version=4)
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
-                                 meta_override=True)
-    error = None if result.err is None else (result.exc_string or repr(result.err)).strip().splitlines()[-1]
+    result = single_nb_execution(
+        nb,
+        cwd=str(Path(path).parent),
+        timeout=timeout,
+        allow_errors=False,
+        meta_override=True,
+    )
+    error = (
+        None
+        if result.err is None
+        else (result.exc_string or repr(result.err)).strip().splitlines()[-1]
+    )
     return path, nb, result.time, error
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel kernels")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel kernels"
+    )
     args = parser.parse_args(argv)
 
     import nbformat
@@ -97,8 +110,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         except KeyError:
             todo.append(path)
     budget = os.environ.get("VMONF_BUDGET", "default")
-    print(f"{len(todo)} chapter(s) to execute on the {budget!r} budget with {args.jobs} worker(s): "
-          + ", ".join(p.stem for p in todo), flush=True)
+    print(
+        f"{len(todo)} chapter(s) to execute on the {budget!r} budget with {args.jobs} worker(s): "
+        + ", ".join(p.stem for p in todo),
+        flush=True,
+    )
     if not todo:
         return 0
     start, failed = time.perf_counter(), []
@@ -114,14 +130,23 @@ def main(argv: Optional[List[str]] = None) -> int:
             name = Path(path).stem
             if error is not None:
                 failed.append(name)
-                print(f"  {name}: FAILED after {seconds:.0f} s ({error}); the build will run it again", flush=True)
+                print(
+                    f"  {name}: FAILED after {seconds:.0f} s ({error}); the build will run it again",
+                    flush=True,
+                )
                 continue
             # the same record myst-nb writes after executing a notebook itself
-            cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
+            cache.cache_notebook_bundle(
+                CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
+                check_validity=False,
+                overwrite=True,
+            )
             print(f"  {name}: {seconds:.0f} s", flush=True)
-    print(f"executed in {time.perf_counter() - start:.0f} s wall time"
-          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"executed in {time.perf_counter() - start:.0f} s wall time"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 0  # the build reports failures
 
 

@@ -69,8 +69,13 @@ def _skipped(rel: str) -> bool:
 
 
 def _copy_mathjax(src: Path, dest: Path) -> Path:
-    if not (src / "MathJax.js").is_file() or not (src / "config" / "TeX-AMS_CHTML.js").is_file():
-        raise FileNotFoundError(f"{src} does not hold MathJax 2 (MathJax.js, config/TeX-AMS_CHTML.js)")
+    if (
+        not (src / "MathJax.js").is_file()
+        or not (src / "config" / "TeX-AMS_CHTML.js").is_file()
+    ):
+        raise FileNotFoundError(
+            f"{src} does not hold MathJax 2 (MathJax.js, config/TeX-AMS_CHTML.js)"
+        )
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     count = 0
@@ -82,7 +87,9 @@ def _copy_mathjax(src: Path, dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)  # follows symlinks
         count += 1
-    (tmp / "SOURCE.txt").write_text(f"MathJax copied from {src} (not committed; made by tools/offline_assets.py)\n")
+    (tmp / "SOURCE.txt").write_text(
+        f"MathJax copied from {src} (not committed; made by tools/offline_assets.py)\n"
+    )
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     log(f"MathJax: {count} files from {src} -> {dest}")
@@ -94,8 +101,14 @@ def _mathjax_from_apt(workdir: Path) -> Optional[Path]:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         return None
     try:
-        subprocess.run(["apt-get", "download", "libjs-mathjax", "fonts-mathjax"], cwd=workdir,
-                       check=True, capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "download", "libjs-mathjax", "fonts-mathjax"],
+            cwd=workdir,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except (subprocess.SubprocessError, OSError) as err:
         log(f"apt-get download libjs-mathjax failed ({err}); trying npm")
         return None
@@ -144,7 +157,7 @@ def _split_spec(spec: str) -> tuple:
     at = spec.rfind("@")
     if at <= 0:
         raise ValueError(f"pin a version: {spec!r} should look like name@1.2.3")
-    return spec[:at], spec[at + 1:]
+    return spec[:at], spec[at + 1 :]
 
 
 def npm_package(spec: str, cache: Path = CACHE / "npm") -> Path:
@@ -154,14 +167,24 @@ def npm_package(spec: str, cache: Path = CACHE / "npm") -> Path:
     if (dest / "package.json").is_file():
         return dest
     if not shutil.which("npm"):
-        raise FileNotFoundError("npm is not installed (tools/install_browser.sh installs it)")
+        raise FileNotFoundError(
+            "npm is not installed (tools/install_browser.sh installs it)"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="npm-pack-") as tmp:
-        out = subprocess.run(["npm", "pack", "--silent", spec], cwd=tmp, check=True,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            ["npm", "pack", "--silent", spec],
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         tarballs = list(Path(tmp).glob("*.tgz"))
         if len(tarballs) != 1:
-            raise RuntimeError(f"npm pack {spec} gave {tarballs} ({out.stdout} {out.stderr})")
+            raise RuntimeError(
+                f"npm pack {spec} gave {tarballs} ({out.stdout} {out.stderr})"
+            )
         partial = Path(tmp) / "unpacked"
         with tarfile.open(tarballs[0]) as tar:
             members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]

@@ -9,10 +9,21 @@ The companion package of the book *Variational Mixtures of Normalizing Flows, by
 torch.Size([3])
 """
 
-from . import checks, data, experiments, flows, metrics, notebook, objectives, preprocess, records, stacking
+from . import (
+    checks,
+    data,
+    experiments,
+    flows,
+    metrics,
+    notebook,
+    objectives,
+    preprocess,
+    records,
+    stacking,
+)
 from .mixture import VMoNF
 from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
-from .training import ExponentialDecay, History, fit, fit_many
+from .training import ExponentialDecay, History, fit, fit_density, fit_many
 from . import recipes
 from .estimator import MixtureOfFlows
 
@@ -22,6 +33,7 @@ __all__ = [
     "recipes",
     "fit",
     "fit_many",
+    "fit_density",
     "History",
     "ExponentialDecay",
     "budget",

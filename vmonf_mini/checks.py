@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_data", "as_labels", "check_bool", "check_number", "check_positive_int", "check_temperature"]
+__all__ = [
+    "as_data",
+    "as_labels",
+    "check_bool",
+    "check_number",
+    "check_positive_int",
+    "check_temperature",
+]
 
 
 def as_data(
@@ -30,9 +37,13 @@ def as_data(
 ) -> Tensor:
     """Return ``x`` as a finite floating tensor of shape ``(N, dim)`` with N >= 1."""
     if not isinstance(x, (Tensor, np.ndarray, list, tuple)):
-        raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a tensor or array of shape (N, D), got {type(x).__name__}"
+        )
     t = torch.as_tensor(x)
-    if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.uint8)):
+    if not (
+        t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.uint8)
+    ):
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if t.dim() != 2:
         expected = f"(N, {dim})" if dim is not None else "(N, D)"
@@ -41,20 +52,30 @@ def as_data(
         raise ValueError(f"{name} must have shape (N, {dim}), got {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty: it needs at least one row")
-    t = t.to(dtype=dtype or (t.dtype if t.is_floating_point() else torch.get_default_dtype()), device=device)
+    t = t.to(
+        dtype=dtype
+        or (t.dtype if t.is_floating_point() else torch.get_default_dtype()),
+        device=device,
+    )
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
-        raise ValueError(f"{name} contains NaN or infinite values (in {bad} of {t.shape[0]} rows)")
+        raise ValueError(
+            f"{name} contains NaN or infinite values (in {bad} of {t.shape[0]} rows)"
+        )
     return t
 
 
-def as_labels(labels: Any, n: int, k: int, name: str = "labels", allow_unlabeled: bool = True) -> Tensor:
+def as_labels(
+    labels: Any, n: int, k: int, name: str = "labels", allow_unlabeled: bool = True
+) -> Tensor:
     """Return integer labels of shape ``(n,)`` in ``[0, k)``; ``-1`` marks unlabeled if allowed."""
     t = torch.as_tensor(labels)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name} must be integers, got dtype {t.dtype}")
     if t.dim() != 1 or t.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) to match x, got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({n},) to match x, got {tuple(t.shape)}"
+        )
     t = t.long()
     low = -1 if allow_unlabeled else 0
     bad = (t < low) | (t >= k)
@@ -83,7 +104,9 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def check_number(value: Any, name: str, *, positive: bool = True, optional: bool = False) -> Optional[float]:
+def check_number(
+    value: Any, name: str, *, positive: bool = True, optional: bool = False
+) -> Optional[float]:
     """A finite real number, ``> 0`` when ``positive`` else ``>= 0``; ``None`` passes when ``optional``.
 
     >>> check_number(1e-3, "lr")
@@ -95,10 +118,14 @@ def check_number(value: Any, name: str, *, positive: bool = True, optional: bool
     """
     if value is None and optional:
         return None
-    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
     if not (real and math.isfinite(value) and (value > 0 if positive else value >= 0)):
         what = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"{name} must be {'None or ' if optional else ''}{what}, got {value!r}")
+        raise ValueError(
+            f"{name} must be {'None or ' if optional else ''}{what}, got {value!r}"
+        )
     return float(value)
 
 

@@ -25,13 +25,17 @@ Dataset = Tuple[Tensor, Tensor]
 
 
 def _as_dataset(x: np.ndarray, y: np.ndarray) -> Dataset:
-    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(
+        y, dtype=torch.int64
+    )
 
 
 def _digit_list(digits: Iterable[int]) -> list:
     chosen = sorted({int(d) for d in digits})
     if not chosen or any(d < 0 or d > 9 for d in chosen):
-        raise ValueError(f"digits must be a non-empty selection of 0..9, got {list(digits)!r}")
+        raise ValueError(
+            f"digits must be a non-empty selection of 0..9, got {list(digits)!r}"
+        )
     return chosen
 
 
@@ -52,12 +56,17 @@ def pinwheel(
     n_classes = check_positive_int(n_classes, "n_classes")
     rng = np.random.default_rng(seed)
     angles0 = np.linspace(0, 2 * np.pi, n_classes, endpoint=False)
-    feats = rng.standard_normal((n_classes * n_per_class, 2)) * np.array([radial_std, tangential_std])
+    feats = rng.standard_normal((n_classes * n_per_class, 2)) * np.array(
+        [radial_std, tangential_std]
+    )
     feats[:, 0] += 1.0
     labels = np.repeat(np.arange(n_classes), n_per_class)
     angles = angles0[labels] + rate * np.exp(feats[:, 0])
     cos, sin = np.cos(angles), np.sin(angles)
-    points = np.stack([feats[:, 0] * cos + feats[:, 1] * sin, -feats[:, 0] * sin + feats[:, 1] * cos], axis=1)
+    points = np.stack(
+        [feats[:, 0] * cos + feats[:, 1] * sin, -feats[:, 0] * sin + feats[:, 1] * cos],
+        axis=1,
+    )
     order = rng.permutation(len(labels))
     return _as_dataset(points[order], labels[order])
 
@@ -77,7 +86,9 @@ def two_circles(
         raise ValueError(f"noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(radii)), n_per_circle)
-    r = np.asarray(radii, dtype=float)[labels] + noise * rng.standard_normal(labels.size)
+    r = np.asarray(radii, dtype=float)[labels] + noise * rng.standard_normal(
+        labels.size
+    )
     theta = rng.uniform(0, 2 * np.pi, labels.size)
     points = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
     order = rng.permutation(labels.size)

@@ -52,7 +52,11 @@ AUTO_EPOCHS = {"unsupervised": 100, "semi-supervised": 10}
 
 
 def _train_runs(
-    models: List[VMoNF], x: torch.Tensor, labels: Optional[torch.Tensor], seeds: List[int], **kw: Any
+    models: List[VMoNF],
+    x: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    seeds: List[int],
+    **kw: Any,
 ) -> List[Optional[History]]:
     """Train the restarts together (:func:`~vmonf_mini.fit_many`); ``None`` for a run whose loss
     became non-finite.
@@ -197,21 +201,35 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         X = _validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         k = check_positive_int(self.n_components, "n_components")
         if X.shape[0] < k:
-            raise ValueError(f"Expected n_samples >= n_components, got n_samples={X.shape[0]}, n_components={k}")
+            raise ValueError(
+                f"Expected n_samples >= n_components, got n_samples={X.shape[0]}, n_components={k}"
+            )
         n_init = check_positive_int(self.n_init, "n_init")
         if self.flow == "realnvp" and X.shape[1] < 2:
-            raise ValueError("flow='realnvp' needs at least 2 features (a coupling layer splits them), got n_features = 1: use flow='maf'")
+            raise ValueError(
+                "flow='realnvp' needs at least 2 features (a coupling layer splits them), got n_features = 1: use flow='maf'"
+            )
         if self.init not in ("kmeans", "gmm", "random"):
-            raise ValueError(f"init must be 'kmeans', 'gmm' or 'random', got {self.init!r}")
+            raise ValueError(
+                f"init must be 'kmeans', 'gmm' or 'random', got {self.init!r}"
+            )
         labels = self._labels(y, X.shape[0], k)
         if labels is not None and labels.eq(-1).sum() == 1:
-            raise ValueError("y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled")
+            raise ValueError(
+                "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
+            )
 
         self.mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
-        self.scale_ = np.where(scale > 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(self.mean_)), scale, 1.0)
+        self.scale_ = np.where(
+            scale > 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(self.mean_)),
+            scale,
+            1.0,
+        )
         x = torch.as_tensor(self._standardise(X), dtype=torch.float32)
-        device = torch.device(self.device) if self.device is not None else default_device()
+        device = (
+            torch.device(self.device) if self.device is not None else default_device()
+        )
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=n_init)]
 
@@ -229,11 +247,22 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             device=device,
             progress=bool(self.verbose),
         )
-        histories = _train_runs(models, x.to(device), None if labels is None else labels.to(device), seeds, **settings)
-        objectives = [-math.inf if h is None else self._objective(m.double(), x, labels) for m, h in zip(models, histories)]
+        histories = _train_runs(
+            models,
+            x.to(device),
+            None if labels is None else labels.to(device),
+            seeds,
+            **settings,
+        )
+        objectives = [
+            -math.inf if h is None else self._objective(m.double(), x, labels)
+            for m, h in zip(models, histories)
+        ]
         best = int(np.argmax(objectives))
         if not math.isfinite(objectives[best]):
-            raise FloatingPointError("every run ended with a non-finite objective: try a lower learning_rate")
+            raise FloatingPointError(
+                "every run ended with a non-finite objective: try a lower learning_rate"
+            )
 
         self.model_ = models[best].eval()
         self.history_ = histories[best]
@@ -249,7 +278,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             return AUTO_EPOCHS["semi-supervised" if semi_supervised else "unsupervised"]
         return check_positive_int(self.max_epochs, "max_epochs")
 
-    def _head_start(self, x: torch.Tensor, labels: Optional[torch.Tensor], k: int, seed: int) -> Any:
+    def _head_start(
+        self, x: torch.Tensor, labels: Optional[torch.Tensor], k: int, seed: int
+    ) -> Any:
         """What ``fit`` gets as ``init``: ``"kmeans"`` (each run its own k-means), the clusters of a
         full-covariance Gaussian mixture (the best of 10 starts by its likelihood), ``None``; with
         labels, scikit-learn's label spreading from the labeled points (k-nearest-neighbour graph)."""
@@ -257,7 +288,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         if labels is not None:
             from sklearn.semi_supervised import LabelSpreading
 
-            spread = LabelSpreading(kernel="knn", n_neighbors=min(15, len(points) - 1)).fit(points, labels.numpy())
+            spread = LabelSpreading(
+                kernel="knn", n_neighbors=min(15, len(points) - 1)
+            ).fit(points, labels.numpy())
             return torch.as_tensor(spread.transduction_, dtype=torch.long)
         if self.init == "kmeans":
             return "kmeans"
@@ -265,13 +298,26 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             return None
         from sklearn.mixture import GaussianMixture
 
-        gmm = GaussianMixture(n_components=k, covariance_type="full", n_init=10, reg_covar=1e-4, random_state=seed)
+        gmm = GaussianMixture(
+            n_components=k,
+            covariance_type="full",
+            n_init=10,
+            reg_covar=1e-4,
+            random_state=seed,
+        )
         return torch.as_tensor(gmm.fit(points).predict(points), dtype=torch.long)
 
     def _new_model(self, dim: int, k: int) -> VMoNF:
         hidden = self.encoder_hidden
         encoder = tuple(hidden) if isinstance(hidden, (tuple, list)) else (hidden,)
-        return VMoNF(dim=dim, k=k, flow=self.flow, blocks=self.n_blocks, hidden=self.hidden, encoder_hidden=encoder)
+        return VMoNF(
+            dim=dim,
+            k=k,
+            flow=self.flow,
+            blocks=self.n_blocks,
+            hidden=self.hidden,
+            encoder_hidden=encoder,
+        )
 
     @staticmethod
     def _labels(y: Any, n: int, k: int) -> Optional[torch.Tensor]:
@@ -280,20 +326,28 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             return None
         y = column_or_1d(np.asarray(y), warn=True)
         if y.shape[0] != n:
-            raise ValueError(f"y must have one entry per row of X: {y.shape[0]} entries for {n} rows")
+            raise ValueError(
+                f"y must have one entry per row of X: {y.shape[0]} entries for {n} rows"
+            )
         if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)
         if y.dtype.kind not in "iu":
-            raise ValueError(f"y must hold integer component indices (-1 for unlabeled), got dtype {y.dtype}")
+            raise ValueError(
+                f"y must hold integer component indices (-1 for unlabeled), got dtype {y.dtype}"
+            )
         bad = (y < -1) | (y >= k)
         if bad.any():
-            raise ValueError(f"y must be -1 (unlabeled) or a component index 0..{k - 1}; found {np.unique(y[bad])[:5].tolist()}")
+            raise ValueError(
+                f"y must be -1 (unlabeled) or a component index 0..{k - 1}; found {np.unique(y[bad])[:5].tolist()}"
+            )
         if np.all(y == -1):
             return None
         return torch.as_tensor(y, dtype=torch.long)
 
     @torch.no_grad()
-    def _objective(self, model: VMoNF, x: torch.Tensor, labels: Optional[torch.Tensor]) -> float:
+    def _objective(
+        self, model: VMoNF, x: torch.Tensor, labels: Optional[torch.Tensor]
+    ) -> float:
         """Mean over ``x`` of the ELBO at T=1 (``log p(x, y)`` for labeled points), standardised units."""
         model.eval()
         device = model.prior_logits.device
@@ -305,7 +359,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
                 lab = labels[i : i + _CHUNK].to(device)
                 joint = model.joint(part)
                 labeled = lab >= 0
-                value = torch.where(labeled, joint.gather(1, lab.clamp_min(0)[:, None])[:, 0], value)
+                value = torch.where(
+                    labeled, joint.gather(1, lab.clamp_min(0)[:, None])[:, 0], value
+                )
             total += float(value.sum())
         mean = total / x.shape[0]
         return mean if math.isfinite(mean) else -math.inf
@@ -331,17 +387,29 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         """``fn(model, x_chunk)`` over standardised ``X`` in chunks, concatenated as numpy."""
         x = self._input(X)
         ref = self.model_.prior_logits
-        parts = [fn(self.model_, torch.as_tensor(x[i : i + _CHUNK], dtype=ref.dtype, device=ref.device)).cpu().numpy() for i in range(0, x.shape[0], _CHUNK)]
+        parts = [
+            fn(
+                self.model_,
+                torch.as_tensor(x[i : i + _CHUNK], dtype=ref.dtype, device=ref.device),
+            )
+            .cpu()
+            .numpy()
+            for i in range(0, x.shape[0], _CHUNK)
+        ]
         return np.concatenate(parts)
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X: Any, exact: bool = False) -> np.ndarray:
         """Component of each row: ``argmax_c q(c|x)``, or of the exact ``p(c|x)`` when ``exact``; ``(n_samples,)``."""
-        return self._per_chunk(X, lambda m, x: m.predict(x, exact=exact)).astype(np.int64)
+        return self._per_chunk(X, lambda m, x: m.predict(x, exact=exact)).astype(
+            np.int64
+        )
 
     def predict_proba(self, X: Any, exact: bool = False) -> np.ndarray:
         """The encoder's ``q(c|x)``, or the exact posterior ``p(c|x)`` when ``exact``; ``(n_samples, K)``."""
-        return self._per_chunk(X, lambda m, x: m.exact_posterior(x) if exact else m.posterior(x))
+        return self._per_chunk(
+            X, lambda m, x: m.exact_posterior(x) if exact else m.posterior(x)
+        )
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Exact ``log p(x)`` of each row in the units of ``X`` (the standardisation's log-determinant included)."""
@@ -364,7 +432,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             x, c = self.model_.sample(n)
-        return x.cpu().numpy() * self.scale_ + self.mean_, c.cpu().numpy().astype(np.int64)
+        return x.cpu().numpy() * self.scale_ + self.mean_, c.cpu().numpy().astype(
+            np.int64
+        )
 
     # ------------------------------------------------------------------ model selection
     def _n_parameters(self) -> int:
@@ -383,7 +453,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X``: ``-2 sum log p(x) + p log n`` (lower is better)."""
         X = np.asarray(X) if not hasattr(X, "shape") else X
-        return float(-2 * self.score_samples(X).sum() + self._n_parameters() * math.log(len(X)))
+        return float(
+            -2 * self.score_samples(X).sum() + self._n_parameters() * math.log(len(X))
+        )
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X``: ``-2 sum log p(x) + 2 p`` (lower is better)."""

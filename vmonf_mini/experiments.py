@@ -30,7 +30,15 @@ from .metrics import ari, cluster_accuracy, match_clusters, nmi
 from .mixture import VMoNF
 from .training import ExponentialDecay, History, fit_many
 
-__all__ = ["PaperMNIST", "PAPER_MNIST", "PAPER_TABLE1", "PaperResult", "paper_mnist", "matched_table", "clusters_in_use"]
+__all__ = [
+    "PaperMNIST",
+    "PAPER_MNIST",
+    "PAPER_TABLE1",
+    "PaperResult",
+    "paper_mnist",
+    "matched_table",
+    "clusters_in_use",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,10 @@ class PaperMNIST:
 
     def as_dict(self) -> Dict[str, Any]:
         """The configuration as JSON-ready data (what a record stores and the tests compare)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+        }
 
 
 #: The configuration of each budget. ``full`` is the paper's (100 epochs), ``default`` a CPU-sized
@@ -70,7 +81,9 @@ PAPER_MNIST: Dict[str, PaperMNIST] = {
 
 #: The matched accuracy, NMI and ARI that the paper's Table 1 implies (derived from its counts),
 #: and per digit the number of clusters holding at least 10% of its images.
-PAPER_TABLE1: Dict[str, Any] = dict(acc=0.757, nmi=0.660, ari=0.559, clusters_per_digit=[1, 1, 1, 3, 2])
+PAPER_TABLE1: Dict[str, Any] = dict(
+    acc=0.757, nmi=0.660, ari=0.559, clusters_per_digit=[1, 1, 1, 3, 2]
+)
 
 
 @dataclass
@@ -122,19 +135,38 @@ def paper_mnist(
     """
     device = torch.device("cpu") if device is None else torch.device(device)
     tic = time.perf_counter()
-    subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(config.seeds[0]))
+    subset = torch.randperm(
+        len(x_train), generator=torch.Generator().manual_seed(config.seeds[0])
+    )
     subset = subset[: config.images] if config.images is not None else subset
     models = []
     for seed in config.seeds:
         torch.manual_seed(seed)
         models.append(
-            VMoNF(x_train.shape[1], config.k, flow="maf", blocks=config.blocks, hidden=config.hidden,
-                  encoder_hidden=config.encoder_hidden)
+            VMoNF(
+                x_train.shape[1],
+                config.k,
+                flow="maf",
+                blocks=config.blocks,
+                hidden=config.hidden,
+                encoder_hidden=config.encoder_hidden,
+            )
         )
-    schedule = ExponentialDecay(rate=config.temperature_rate, floor=config.temperature_floor)
-    histories = fit_many(models, x_train[subset], seeds=list(config.seeds), epochs=config.epochs,
-                         batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
-                         temperature=schedule, device=device, progress=progress)
+    schedule = ExponentialDecay(
+        rate=config.temperature_rate, floor=config.temperature_floor
+    )
+    histories = fit_many(
+        models,
+        x_train[subset],
+        seeds=list(config.seeds),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        temperature=schedule,
+        device=device,
+        progress=progress,
+    )
     runs, samples = [], []
     for seed, model, history in zip(config.seeds, models, histories):
         with torch.no_grad():
@@ -142,22 +174,46 @@ def paper_mnist(
             test_clusters = _predict(model, x_test, device)
             torch.manual_seed(seed)
             base = torch.randn(config.samples, x_train.shape[1], device=device)
-            samples.append(model.components.inverse(base).clamp(0, 1).cpu().numpy())  # (K, n, D), all at once
-        table_train, order_train = matched_table(y_train.numpy(), train_clusters, config.k)
+            samples.append(
+                model.components.inverse(base).clamp(0, 1).cpu().numpy()
+            )  # (K, n, D), all at once
+        table_train, order_train = matched_table(
+            y_train.numpy(), train_clusters, config.k
+        )
         table_test, order_test = matched_table(y_test.numpy(), test_clusters, config.k)
-        runs.append(dict(
-            seed=seed, steps=history.steps, loss=history.loss, final_temperature=history.temperature[-1],
-            acc=cluster_accuracy(y_train, train_clusters), nmi=nmi(y_train, train_clusters),
-            ari=ari(y_train, train_clusters), test_acc=cluster_accuracy(y_test, test_clusters),
-            test_nmi=nmi(y_test, test_clusters), test_ari=ari(y_test, test_clusters),
-            table_train=table_train, order_train=order_train, table_test=table_test, order_test=order_test,
-            clusters_per_digit=[int(v) for v in (table_train >= 0.10).sum(1)],
-        ))
-    return PaperResult(config=config, runs=runs, models=models, histories=histories,
-                       samples=np.stack(samples), subset=subset, seconds=time.perf_counter() - tic)
+        runs.append(
+            dict(
+                seed=seed,
+                steps=history.steps,
+                loss=history.loss,
+                final_temperature=history.temperature[-1],
+                acc=cluster_accuracy(y_train, train_clusters),
+                nmi=nmi(y_train, train_clusters),
+                ari=ari(y_train, train_clusters),
+                test_acc=cluster_accuracy(y_test, test_clusters),
+                test_nmi=nmi(y_test, test_clusters),
+                test_ari=ari(y_test, test_clusters),
+                table_train=table_train,
+                order_train=order_train,
+                table_test=table_test,
+                order_test=order_test,
+                clusters_per_digit=[int(v) for v in (table_train >= 0.10).sum(1)],
+            )
+        )
+    return PaperResult(
+        config=config,
+        runs=runs,
+        models=models,
+        histories=histories,
+        samples=np.stack(samples),
+        subset=subset,
+        seconds=time.perf_counter() - tic,
+    )
 
 
-def _predict(model: VMoNF, x: Tensor, device: torch.device, chunk: int = 4096) -> np.ndarray:
+def _predict(
+    model: VMoNF, x: Tensor, device: torch.device, chunk: int = 4096
+) -> np.ndarray:
     parts = [model.predict(part.to(device)).cpu() for part in x.split(chunk)]
     return torch.cat(parts).numpy()
 

@@ -49,7 +49,9 @@ Hidden = Union[int, Sequence[int]]
 def _widths(hidden: Hidden) -> Tuple[int, ...]:
     widths = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     if not widths or any((not isinstance(h, int)) or h < 1 for h in widths):
-        raise ValueError(f"hidden must be a positive int or a non-empty sequence of positive ints, got {hidden!r}")
+        raise ValueError(
+            f"hidden must be a positive int or a non-empty sequence of positive ints, got {hidden!r}"
+        )
     return widths
 
 
@@ -91,7 +93,9 @@ class AffineCoupling(nn.Module):
         super().__init__()
         if mask.shape != (dim,):
             raise ValueError(f"mask must have shape ({dim},), got {tuple(mask.shape)}")
-        self.register_buffer("mask", mask.to(torch.get_default_dtype()))  # follows .to()/.double() as a buffer
+        self.register_buffer(
+            "mask", mask.to(torch.get_default_dtype())
+        )  # follows .to()/.double() as a buffer
         widths = _widths(hidden)
         self.s_net = StackedMLP(k, dim, widths, dim, final="tanh")
         self.t_net = StackedMLP(k, dim, widths, dim)
@@ -123,7 +127,9 @@ class BatchNormFlow(nn.Module):
     defect 4).
     """
 
-    def __init__(self, dim: int, k: int = 1, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self, dim: int, k: int = 1, momentum: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.log_gamma = nn.Parameter(torch.zeros(k, 1, dim))
         self.beta = nn.Parameter(torch.zeros(k, 1, dim))
@@ -168,27 +174,47 @@ class MADE(nn.Module):
         order: a permutation of ``range(dim)``; feature ``order[j]`` is the j-th to be generated.
     """
 
-    def __init__(self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: Hidden = 200,
+        k: int = 1,
+        order: Optional[Sequence[int]] = None,
+    ) -> None:
         super().__init__()
         widths = _widths(hidden)
         # the masks are computed on the CPU (also when a model is built on the meta device, as
         # VMoNF.load does to check a checkpoint's shapes) and follow the module's .to() as buffers
         cpu = torch.device("cpu")
-        order_t = torch.arange(dim, device=cpu) if order is None else torch.as_tensor(list(order), device=cpu)
+        order_t = (
+            torch.arange(dim, device=cpu)
+            if order is None
+            else torch.as_tensor(list(order), device=cpu)
+        )
         if sorted(order_t.tolist()) != list(range(dim)):
             raise ValueError(f"order must be a permutation of range({dim})")
         degree_in = torch.empty(dim, dtype=torch.long, device=cpu)
-        degree_in[order_t] = torch.arange(1, dim + 1, device=cpu)  # feature order[j] has degree j + 1
+        degree_in[order_t] = torch.arange(
+            1, dim + 1, device=cpu
+        )  # feature order[j] has degree j + 1
         self.register_buffer("order", order_t)
         degrees = [degree_in]
-        for width in widths:  # hidden degrees cycle through 1..dim-1 (all 0 when dim == 1)
-            degrees.append(torch.arange(width, device=cpu) % max(dim - 1, 1) + min(dim - 1, 1))
-        masks = [(d_out[None, :] >= d_in[:, None]).float() for d_in, d_out in zip(degrees[:-1], degrees[1:])]
+        for (
+            width
+        ) in widths:  # hidden degrees cycle through 1..dim-1 (all 0 when dim == 1)
+            degrees.append(
+                torch.arange(width, device=cpu) % max(dim - 1, 1) + min(dim - 1, 1)
+            )
+        masks = [
+            (d_out[None, :] >= d_in[:, None]).float()
+            for d_in, d_out in zip(degrees[:-1], degrees[1:])
+        ]
         out_mask = (degree_in[None, :] > degrees[-1][:, None]).float()
         masks.append(torch.cat([out_mask, out_mask], dim=1))  # [means | log-scales]
         sizes = [dim, *widths, 2 * dim]
         self.layers = nn.ModuleList(
-            StackedLinear(k, a, b, mask=m) for a, b, m in zip(sizes[:-1], sizes[1:], masks)
+            StackedLinear(k, a, b, mask=m)
+            for a, b, m in zip(sizes[:-1], sizes[1:], masks)
         )
         self.dim = dim
 
@@ -196,7 +222,9 @@ class MADE(nn.Module):
         """Every layer's masked weight, to pass to :meth:`forward` when calling it many times."""
         return [layer.masked_weight() for layer in self.layers]
 
-    def forward(self, x: Tensor, weights: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, weights: Optional[Sequence[Tensor]] = None
+    ) -> Tuple[Tensor, Tensor]:
         """Means and log-scales, each ``(K, N, dim)``; ``weights`` from :meth:`masked_weights` saves re-masking."""
         weights = self.masked_weights() if weights is None else weights
         h = x
@@ -216,14 +244,21 @@ class MAFLayer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, hidden: Hidden = 200, k: int = 1, order: Optional[Sequence[int]] = None, log_scale_bound: float = 5.0
+        self,
+        dim: int,
+        hidden: Hidden = 200,
+        k: int = 1,
+        order: Optional[Sequence[int]] = None,
+        log_scale_bound: float = 5.0,
     ) -> None:
         super().__init__()
         self.made = MADE(dim, hidden, k, order)
         self.bound = check_number(log_scale_bound, "log_scale_bound")
         self.k = k
 
-    def _mean_log_scale(self, x: Tensor, weights: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, Tensor]:
+    def _mean_log_scale(
+        self, x: Tensor, weights: Optional[Sequence[Tensor]] = None
+    ) -> Tuple[Tensor, Tensor]:
         mu, a = self.made(x, weights)
         return mu, self.bound * torch.tanh(a / self.bound)
 
@@ -238,7 +273,9 @@ class MAFLayer(nn.Module):
         for feature in self.made.order.tolist():
             mu, a = self._mean_log_scale(x, weights)
             value = z[..., feature] * torch.exp(a[..., feature]) + mu[..., feature]
-            x = torch.cat([x[..., :feature], value.unsqueeze(-1), x[..., feature + 1 :]], dim=-1)
+            x = torch.cat(
+                [x[..., :feature], value.unsqueeze(-1), x[..., feature + 1 :]], dim=-1
+            )
         return x
 
 
@@ -255,10 +292,16 @@ def _overflow_to_minus_inf(log_p: Tensor, x: Tensor, flow: nn.Module) -> Tensor:
     if log_p.is_meta or flow.training:  # shapes only, or training: nothing to gain
         return log_p
     nan = torch.isnan(log_p)
-    if not bool(nan.any()) or not all(bool(torch.isfinite(t).all()) for t in (*flow.parameters(), *flow.buffers())):
+    if not bool(nan.any()) or not all(
+        bool(torch.isfinite(t).all()) for t in (*flow.parameters(), *flow.buffers())
+    ):
         return log_p
     finite_rows = torch.isfinite(x).all(-1)  # (N,) or (K, N)
-    finite_rows = finite_rows.unsqueeze(1) if finite_rows.dim() == 1 else finite_rows.transpose(0, 1)
+    finite_rows = (
+        finite_rows.unsqueeze(1)
+        if finite_rows.dim() == 1
+        else finite_rows.transpose(0, 1)
+    )
     return log_p.masked_fill(nan & finite_rows, -math.inf)
 
 
@@ -276,7 +319,10 @@ class StackedFlow(nn.Module):
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``x (N, D)`` -> ``z (K, N, D)`` and ``log|det dz/dx| (K, N)``."""
-        z, total = x, None  # a shared (N, D) input reaches the first layer as such: see StackedLinear
+        z, total = (
+            x,
+            None,
+        )  # a shared (N, D) input reaches the first layer as such: see StackedLinear
         for layer in self.layers:
             z, log_det = layer(z)
             # a running sum: stacking the log-dets (batch norm's are broadcast views) costs more
@@ -305,7 +351,9 @@ class StackedFlow(nn.Module):
         batched pass draws them all (about ``n`` points of work when the indices are balanced).
         """
         onehot = torch.nn.functional.one_hot(components, self.k)
-        rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # the i-th point is its component's rank[i]-th
+        rank = (onehot.cumsum(0) * onehot).sum(
+            1
+        ) - 1  # the i-th point is its component's rank[i]-th
         m = int(onehot.sum(0).max())
         z = next(self.parameters()).new_empty((self.k, m, self.dim)).normal_()
         return self.inverse(z)[components, rank]
@@ -327,7 +375,9 @@ class FlowList(nn.Module):
     def __init__(self, flows: Sequence[nn.Module]) -> None:
         super().__init__()
         if len(flows) == 0 or not all(isinstance(f, nn.Module) for f in flows):
-            raise ValueError("components must be a non-empty list of torch.nn.Module flows")
+            raise ValueError(
+                "components must be a non-empty list of torch.nn.Module flows"
+            )
         self.flows = nn.ModuleList(flows)
         self.k = len(flows)
 
@@ -356,14 +406,18 @@ class FlowList(nn.Module):
         return out
 
 
-def realnvp(dim: int, k: int = 1, blocks: int = 8, hidden: Hidden = 8, batch_norm: bool = True) -> StackedFlow:
+def realnvp(
+    dim: int, k: int = 1, blocks: int = 8, hidden: Hidden = 8, batch_norm: bool = True
+) -> StackedFlow:
     """RealNVP with ``blocks`` blocks of [affine coupling, batch norm], masks alternating (chapter 2).
 
     >>> realnvp(2, k=5).log_prob(torch.zeros(3, 2)).shape
     torch.Size([3, 5])
     """
     if dim < 2:
-        raise ValueError(f"realnvp needs dim >= 2 (a coupling layer splits the features), got dim={dim}")
+        raise ValueError(
+            f"realnvp needs dim >= 2 (a coupling layer splits the features), got dim={dim}"
+        )
     if blocks < 1:
         raise ValueError(f"blocks must be >= 1, got {blocks}")
     layers: list[nn.Module] = []
@@ -375,7 +429,12 @@ def realnvp(dim: int, k: int = 1, blocks: int = 8, hidden: Hidden = 8, batch_nor
 
 
 def maf(
-    dim: int, k: int = 1, blocks: int = 5, hidden: Hidden = 200, batch_norm: bool = True, log_scale_bound: float = 5.0
+    dim: int,
+    k: int = 1,
+    blocks: int = 5,
+    hidden: Hidden = 200,
+    batch_norm: bool = True,
+    log_scale_bound: float = 5.0,
 ) -> StackedFlow:
     """MAF with ``blocks`` MADE layers, the feature order reversed between layers (chapter 3).
 

@@ -37,15 +37,23 @@ class StackedLinear(nn.Module):
     Shapes: ``(N, in)`` or ``(K, N, in)`` -> ``(K, N, out)``.
     """
 
-    def __init__(self, k: int, in_features: int, out_features: int, mask: Optional[Tensor] = None) -> None:
+    def __init__(
+        self, k: int, in_features: int, out_features: int, mask: Optional[Tensor] = None
+    ) -> None:
         super().__init__()
         self.k, self.in_features, self.out_features = k, in_features, out_features
         bound = 1.0 / math.sqrt(in_features)  # the same initialisation as nn.Linear
-        self.weight = nn.Parameter(torch.empty(k, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(k, 1, out_features).uniform_(-bound, bound))
+        self.weight = nn.Parameter(
+            torch.empty(k, in_features, out_features).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(
+            torch.empty(k, 1, out_features).uniform_(-bound, bound)
+        )
         if mask is not None:
             if mask.shape != (in_features, out_features):
-                raise ValueError(f"mask must have shape {(in_features, out_features)}, got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"mask must have shape {(in_features, out_features)}, got {tuple(mask.shape)}"
+                )
             self.register_buffer("mask", mask.to(self.weight.dtype))
         else:
             self.mask = None
@@ -57,14 +65,22 @@ class StackedLinear(nn.Module):
     def forward(self, x: Tensor, weight: Optional[Tensor] = None) -> Tensor:
         """``weight``: optionally a precomputed :meth:`masked_weight`, reused across calls (MAF sampling)."""
         weight = self.masked_weight() if weight is None else weight
-        if x.dim() == 2:  # shared input: ONE product with the K weights side by side, (N, in) @ (in, K*out)
+        if (
+            x.dim() == 2
+        ):  # shared input: ONE product with the K weights side by side, (N, in) @ (in, K*out)
             k, n, out = self.k, x.shape[0], self.out_features
             side_by_side = weight.transpose(0, 1).reshape(self.in_features, k * out)
-            return torch.addmm(self.bias.reshape(k * out), x, side_by_side).view(n, k, out).transpose(0, 1)
+            return (
+                torch.addmm(self.bias.reshape(k * out), x, side_by_side)
+                .view(n, k, out)
+                .transpose(0, 1)
+            )
         if x.stride(-2) == 1 and x.shape[-2] > 1:
             # x stored feature by feature, (K, in, N) in memory: compute (W^T x^T)^T so that the output
             # is stored the same way; for narrow layers this is several times faster on a CPU.
-            return torch.baddbmm(self.bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+            return torch.baddbmm(
+                self.bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)
+            ).transpose(1, 2)
         return torch.baddbmm(self.bias, x, weight)
 
     def extra_repr(self) -> str:
@@ -92,7 +108,9 @@ class StackedMLP(nn.Module):
     ) -> None:
         super().__init__()
         widths = [in_features, *hidden, out_features]
-        self.layers = nn.ModuleList(StackedLinear(k, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(
+            StackedLinear(k, a, b) for a, b in zip(widths[:-1], widths[1:])
+        )
         if final not in (None, "tanh"):
             raise ValueError(f"final must be None or 'tanh', got {final!r}")
         self.final = final

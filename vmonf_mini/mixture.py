@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import as_data, check_bool, check_number, check_positive_int, check_temperature
+from .checks import (
+    as_data,
+    check_bool,
+    check_number,
+    check_positive_int,
+    check_temperature,
+)
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
 __all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
@@ -42,11 +48,16 @@ DEFAULT_CHUNK_SIZE = 16384
 #: Version of the file layout written by :meth:`VMoNF.save`.
 CHECKPOINT_FORMAT = 1
 
-_FLOW_DEFAULTS = {"realnvp": dict(blocks=8, hidden=8), "maf": dict(blocks=5, hidden=200)}
+_FLOW_DEFAULTS = {
+    "realnvp": dict(blocks=8, hidden=8),
+    "maf": dict(blocks=5, hidden=200),
+}
 Prior = Union[None, str, Sequence[float], Tensor]
 
 
-def _encoder(dim: int, k: int, hidden: Sequence[int], batch_norm: bool) -> nn.Sequential:
+def _encoder(
+    dim: int, k: int, hidden: Sequence[int], batch_norm: bool
+) -> nn.Sequential:
     """MLP ``dim -> hidden... -> k`` logits; Linear, ReLU, BatchNorm1d as in the thesis."""
     layers: list[nn.Module] = []
     width = dim
@@ -89,8 +100,14 @@ def _remove_stale_temporaries(folder: Path) -> None:
     """
     now = time.time()
     for tmp in folder.glob(f".*{_TMP_MARK}*"):
-        owner = tmp.name.rsplit(_TMP_MARK, 1)[1].rsplit("-", 2)  # host (may hold "-"), pid, random
-        gone = len(owner) == 3 and owner[1].isdigit() and _writer_is_gone(owner[0], int(owner[1]))
+        owner = tmp.name.rsplit(_TMP_MARK, 1)[1].rsplit(
+            "-", 2
+        )  # host (may hold "-"), pid, random
+        gone = (
+            len(owner) == 3
+            and owner[1].isdigit()
+            and _writer_is_gone(owner[0], int(owner[1]))
+        )
         try:
             if gone or now - tmp.stat().st_mtime > STALE_TEMPORARY_SECONDS:
                 tmp.unlink()
@@ -118,7 +135,9 @@ def _new_file_mode() -> int:
 
 def _saved_shapes(path: Path, state: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
     if not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} is not a VMoNF checkpoint (its state_dict holds values that are not tensors)")
+        raise ValueError(
+            f"{path} is not a VMoNF checkpoint (its state_dict holds values that are not tensors)"
+        )
     return {name: tuple(t.shape) for name, t in state.items()}
 
 
@@ -131,10 +150,14 @@ def _sizes_in(config: Dict[str, Any]) -> Tuple[int, int]:
         widths += [v for v in values if isinstance(v, int)]
         lengths.append(len(values))
     blocks = config.get("blocks")
-    return max(widths, default=0), max([*lengths, blocks if isinstance(blocks, int) else 0])
+    return max(widths, default=0), max(
+        [*lengths, blocks if isinstance(blocks, int) else 0]
+    )
 
 
-def _check_config_fits_weights(cls: type, path: Path, config: Dict[str, Any], state: Dict[str, Any]) -> None:
+def _check_config_fits_weights(
+    cls: type, path: Path, config: Dict[str, Any], state: Dict[str, Any]
+) -> None:
     """Refuse a config whose model would not hold exactly the saved tensors, before building it.
 
     First, cheaply: every width the config names (``dim``, ``k``, ``hidden``, ``encoder_hidden``)
@@ -155,16 +178,32 @@ def _check_config_fits_weights(cls: type, path: Path, config: Dict[str, Any], st
         with torch.device("meta"):
             skeleton = cls(**config)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: this vmonf_mini cannot build the model its config describes: {err}") from None
+        raise ValueError(
+            f"{path}: this vmonf_mini cannot build the model its config describes: {err}"
+        ) from None
     expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     if expected != shapes:
-        missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
-        wrong = [f"{n} {shapes[n]} (config: {expected[n]})" for n in sorted(expected.keys() & shapes.keys())
-                 if expected[n] != shapes[n]]
-        details = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
-                            if names)
-        raise ValueError(f"{path}: weights do not match the architecture in its config: {details}")
+        missing, unexpected = (
+            sorted(expected.keys() - shapes.keys()),
+            sorted(shapes.keys() - expected.keys()),
+        )
+        wrong = [
+            f"{n} {shapes[n]} (config: {expected[n]})"
+            for n in sorted(expected.keys() & shapes.keys())
+            if expected[n] != shapes[n]
+        ]
+        details = "; ".join(
+            f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+            for what, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape", wrong),
+            )
+            if names
+        )
+        raise ValueError(
+            f"{path}: weights do not match the architecture in its config: {details}"
+        )
 
 
 class VMoNF(nn.Module):
@@ -206,11 +245,22 @@ class VMoNF(nn.Module):
         dim = check_positive_int(dim, "dim")
         k = check_positive_int(k, "k")
         if flow not in _FLOW_DEFAULTS:
-            raise ValueError(f"flow must be one of {sorted(_FLOW_DEFAULTS)}, got {flow!r}")
+            raise ValueError(
+                f"flow must be one of {sorted(_FLOW_DEFAULTS)}, got {flow!r}"
+            )
         encoder_hidden = tuple(encoder_hidden)
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in encoder_hidden):
-            raise ValueError(f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}")
-        blocks = _FLOW_DEFAULTS[flow]["blocks"] if blocks is None else check_positive_int(blocks, "blocks")
+        if any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1
+            for h in encoder_hidden
+        ):
+            raise ValueError(
+                f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}"
+            )
+        blocks = (
+            _FLOW_DEFAULTS[flow]["blocks"]
+            if blocks is None
+            else check_positive_int(blocks, "blocks")
+        )
         batch_norm = check_bool(batch_norm, "batch_norm")
         encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
         log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
@@ -223,7 +273,9 @@ class VMoNF(nn.Module):
             blocks=blocks,
             hidden=hidden if isinstance(hidden, int) else list(hidden),
             encoder_hidden=list(encoder_hidden),
-            prior=prior if prior is None or isinstance(prior, str) else [float(p) for p in torch.as_tensor(prior)],
+            prior=prior
+            if prior is None or isinstance(prior, str)
+            else [float(p) for p in torch.as_tensor(prior)],
             batch_norm=batch_norm,
             encoder_batch_norm=encoder_batch_norm,
             log_scale_bound=log_scale_bound,
@@ -232,7 +284,9 @@ class VMoNF(nn.Module):
         self.components: nn.Module
         if components is not None:
             if len(components) != k:
-                raise ValueError(f"components must hold k={k} flows, got {len(components)}")
+                raise ValueError(
+                    f"components must hold k={k} flows, got {len(components)}"
+                )
             self.components = FlowList(list(components))
         elif flow == "realnvp":
             self.components = realnvp(dim, k, blocks, hidden, batch_norm)
@@ -246,14 +300,26 @@ class VMoNF(nn.Module):
             self.register_buffer("prior_logits", torch.zeros(k))
         elif isinstance(prior, str):
             if prior != "learned":
-                raise ValueError(f"prior must be None, 'learned' or K probabilities, got {prior!r}")
+                raise ValueError(
+                    f"prior must be None, 'learned' or K probabilities, got {prior!r}"
+                )
             self.prior_logits = nn.Parameter(torch.zeros(k))
         else:
-            p = torch.as_tensor(prior, dtype=torch.get_default_dtype(), device="cpu")  # checked here, then a buffer
-            if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
-                raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
+            p = torch.as_tensor(
+                prior, dtype=torch.get_default_dtype(), device="cpu"
+            )  # checked here, then a buffer
+            if (
+                p.shape != (k,)
+                or not bool(torch.isfinite(p).all())
+                or bool((p <= 0).any())
+            ):
+                raise ValueError(
+                    f"prior must be {k} positive probabilities, got {p.tolist()}"
+                )
             if abs(float(p.sum()) - 1.0) > 1e-4:
-                raise ValueError(f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}")
+                raise ValueError(
+                    f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}"
+                )
             self.register_buffer("prior_logits", p.log())
 
     # ------------------------------------------------------------------ helpers
@@ -270,7 +336,9 @@ class VMoNF(nn.Module):
         """``log p(c)``, shape ``(K,)``."""
         return torch.log_softmax(self.prior_logits, dim=0)
 
-    def component_log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    def component_log_prob(
+        self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Tensor:
         """``log p(x|c)`` for every component, shape ``(N, K)``, from one batched pass per chunk.
 
         ``chunk_size``: rows evaluated at a time in eval mode (see :meth:`log_prob`).
@@ -296,7 +364,9 @@ class VMoNF(nn.Module):
     def _joint(self, x: Tensor) -> Tensor:
         return self.components.log_prob(x) + self.log_prior()
 
-    def _in_chunks(self, fn: Callable[[Tensor], Tensor], x: Any, chunk_size: int) -> Tensor:
+    def _in_chunks(
+        self, fn: Callable[[Tensor], Tensor], x: Any, chunk_size: int
+    ) -> Tensor:
         """``fn(x)`` row by row in blocks of ``chunk_size`` (eval mode), written into one output.
 
         Identical to ``fn(x)`` up to float rounding: in eval mode every row is evaluated on its
@@ -324,44 +394,64 @@ class VMoNF(nn.Module):
         from the ``(N,)`` result.  With gradients enabled every chunk's graph is kept for the
         backward pass, so memory grows with N (about 8 KB a point for the pinwheel model).
         """
-        return self._in_chunks(lambda part: torch.logsumexp(self._joint(part), dim=1), x, chunk_size)
+        return self._in_chunks(
+            lambda part: torch.logsumexp(self._joint(part), dim=1), x, chunk_size
+        )
 
     def exact_posterior(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
         """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
-        return self._in_chunks(lambda part: torch.softmax(self._joint(part), dim=1), x, chunk_size)
+        return self._in_chunks(
+            lambda part: torch.softmax(self._joint(part), dim=1), x, chunk_size
+        )
 
     # ------------------------------------------------------------------ posterior
     def _log_q(self, x: Tensor, temperature: float) -> Tensor:
         t = max(check_temperature(temperature), MIN_TEMPERATURE)
         return torch.log_softmax(self.encoder(x) / t, dim=1)
 
-    def log_posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    def log_posterior(
+        self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Tensor:
         """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
         check_temperature(temperature)
-        return self._in_chunks(lambda part: self._log_q(part, temperature), x, chunk_size)
+        return self._in_chunks(
+            lambda part: self._log_q(part, temperature), x, chunk_size
+        )
 
-    def posterior(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    def posterior(
+        self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Tensor:
         """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one (chunks: :meth:`log_prob`)."""
         return self.log_posterior(x, temperature, chunk_size).exp()
 
     def _elbo(self, x: Tensor, temperature: float) -> Tensor:
         log_q, joint = self._log_q(x, temperature), self._joint(x)
         elbo = (log_q.exp() * (joint - log_q)).sum(dim=1)
-        if bool(torch.isnan(elbo).any()):  # rare: far out in the tails, where log p(x) = -inf
+        if bool(
+            torch.isnan(elbo).any()
+        ):  # rare: far out in the tails, where log p(x) = -inf
             # the ELBO is at most log p(x); q = 0 terms (0 * inf) contribute nothing
             terms = torch.where(log_q.exp() > 0, log_q.exp() * (joint - log_q), 0.0)
-            elbo = torch.where(torch.logsumexp(joint, dim=1) == -math.inf, -math.inf, terms.sum(dim=1))
+            elbo = torch.where(
+                torch.logsumexp(joint, dim=1) == -math.inf, -math.inf, terms.sum(dim=1)
+            )
         return elbo
 
-    def elbo(self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    def elbo(
+        self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Tensor:
         """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x).
 
         Chunks as :meth:`log_prob` (in eval mode only: training mode evaluates all rows at once).
         """
         check_temperature(temperature)
-        return self._in_chunks(lambda part: self._elbo(part, temperature), x, chunk_size)
+        return self._in_chunks(
+            lambda part: self._elbo(part, temperature), x, chunk_size
+        )
 
-    def predict(self, x: Any, exact: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    def predict(
+        self, x: Any, exact: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Tensor:
         """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``.
 
         Chunks as :meth:`log_prob`; under ``torch.no_grad()`` memory stays flat in N.
@@ -382,7 +472,9 @@ class VMoNF(nn.Module):
         """Draw ``n`` points from component ``c``, shape ``(n, D)``."""
         index = _component_index(c, self.k)
         n = check_positive_int(n, "n")
-        return self.components.sample(torch.full((n,), index, dtype=torch.long, device=self._reference.device))
+        return self.components.sample(
+            torch.full((n,), index, dtype=torch.long, device=self._reference.device)
+        )
 
     @torch.no_grad()
     def sample_each_component(self, n: int) -> Tensor:
@@ -404,7 +496,9 @@ class VMoNF(nn.Module):
         that folder: one whose writing process is gone, or not modified for an hour.
         """
         if self.config["custom_components"]:
-            raise ValueError("save() needs the built-in flows; with custom components use torch.save(model.state_dict())")
+            raise ValueError(
+                "save() needs the built-in flows; with custom components use torch.save(model.state_dict())"
+            )
         path = Path(path)
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -413,20 +507,28 @@ class VMoNF(nn.Module):
         }
         folder = path.parent if str(path.parent) else Path(".")
         _remove_stale_temporaries(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-")
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix=f".{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-"
+        )
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, _new_file_mode())  # mkstemp makes it private (0600); give it a normal file's mode
+            os.chmod(
+                tmp, _new_file_mode()
+            )  # mkstemp makes it private (0600); give it a normal file's mode
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> "VMoNF":
+    def load(
+        cls,
+        path: Union[str, os.PathLike],
+        map_location: Union[str, torch.device, None] = "cpu",
+    ) -> "VMoNF":
         """Rebuild a model written by :meth:`save` (read with ``weights_only=True``), in eval mode.
 
         The loaded model answers exactly as the saved one did in eval mode (batch norm uses the
@@ -438,26 +540,39 @@ class VMoNF(nn.Module):
         try:
             payload = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:
-            raise ValueError(f"{path} is not a readable VMoNF checkpoint (corrupt or not written by VMoNF.save): {err}") from None
-        if not isinstance(payload, dict) or not {"format", "config", "state_dict"} <= payload.keys():
-            raise ValueError(f"{path} is not a VMoNF checkpoint (no format/config entries)")
+            raise ValueError(
+                f"{path} is not a readable VMoNF checkpoint (corrupt or not written by VMoNF.save): {err}"
+            ) from None
+        if (
+            not isinstance(payload, dict)
+            or not {"format", "config", "state_dict"} <= payload.keys()
+        ):
+            raise ValueError(
+                f"{path} is not a VMoNF checkpoint (no format/config entries)"
+            )
         if payload["format"] != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"{path} has checkpoint format {payload['format']!r}, this vmonf_mini reads format {CHECKPOINT_FORMAT}"
             )
         config, state = payload["config"], payload["state_dict"]
         if not isinstance(config, dict) or not isinstance(state, dict):
-            raise ValueError(f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)")
+            raise ValueError(
+                f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)"
+            )
         config = {k: v for k, v in config.items() if k != "custom_components"}
         _check_config_fits_weights(cls, path, config, state)
         try:
             model = cls(**config)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: this vmonf_mini cannot build the model its config describes: {err}") from None
+            raise ValueError(
+                f"{path}: this vmonf_mini cannot build the model its config describes: {err}"
+            ) from None
         if isinstance(state.get("prior_logits"), Tensor):
             model = model.to(state["prior_logits"].dtype)
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(f"{path}: weights do not match the architecture in its config: {err}") from None
+            raise ValueError(
+                f"{path}: weights do not match the architecture in its config: {err}"
+            ) from None
         return model.eval()

@@ -29,7 +29,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MNISTUnavailable", "MNISTCorrupt", "CHECKSUMS", "DEFAULT_MIRRORS", "default_root", "fetch", "read_idx", "load_mnist"]
+__all__ = [
+    "MNISTUnavailable",
+    "MNISTCorrupt",
+    "CHECKSUMS",
+    "DEFAULT_MIRRORS",
+    "default_root",
+    "fetch",
+    "read_idx",
+    "load_mnist",
+]
 
 #: SHA-256 of the four original MNIST files; a file whose digest differs is never used.
 #:
@@ -90,12 +99,17 @@ def _download(url: str, dest: Path, expected: str, timeout: float) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != expected:
-            raise ValueError(f"SHA-256 mismatch: got {digest.hexdigest()}, expected {expected}")
+            raise ValueError(
+                f"SHA-256 mismatch: got {digest.hexdigest()}, expected {expected}"
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:  # also KeyboardInterrupt: never leave a partial file behind
@@ -121,7 +135,9 @@ def fetch(
     """Return ``root/filename`` after checking its SHA-256, downloading it first if needed."""
     checksums = CHECKSUMS if checksums is None else checksums
     if filename not in checksums:
-        raise ValueError(f"filename must be one of {sorted(checksums)}, got {filename!r}")
+        raise ValueError(
+            f"filename must be one of {sorted(checksums)}, got {filename!r}"
+        )
     expected, root = checksums[filename], Path(root).expanduser()
     path = root / filename
     errors: List[str] = []
@@ -134,8 +150,15 @@ def fetch(
             return path
         problem = f"cached {path} is corrupt or truncated (SHA-256 {actual}, expected {expected})"
         errors.append(problem)
-        warnings.warn(problem + ("; fetching it again" if download else "; download=False, so it is not replaced"),
-                      stacklevel=2)
+        warnings.warn(
+            problem
+            + (
+                "; fetching it again"
+                if download
+                else "; download=False, so it is not replaced"
+            ),
+            stacklevel=2,
+        )
     fix = ""
     if not download:
         errors.append("download=False, so no mirror was tried")
@@ -146,14 +169,21 @@ def fetch(
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            errors.append(f"the folder {root} cannot be created: {type(err).__name__}: {err}")
-            fix, mirrors = " Or choose a folder that can be created: pass root= or set VMONF_DATA_DIR.", ()
+            errors.append(
+                f"the folder {root} cannot be created: {type(err).__name__}: {err}"
+            )
+            fix, mirrors = (
+                " Or choose a folder that can be created: pass root= or set VMONF_DATA_DIR.",
+                (),
+            )
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:
                 _download(url, path, expected, timeout)
                 return path
-            except Exception as err:  # each failure is reported, then the next mirror is tried
+            except (
+                Exception
+            ) as err:  # each failure is reported, then the next mirror is tried
                 errors.append(f"{url}: {type(err).__name__}: {err}".replace("\n", " "))
     raise MNISTUnavailable(
         f"MNIST file {filename} is not available in {root}:\n"
@@ -172,12 +202,18 @@ def read_idx(path: PathLike, magic: int) -> np.ndarray:
         raise ValueError(f"{path} is not a valid gzip file: {err}") from None
     found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if found != magic:
-        raise ValueError(f"{path} is not an IDX file with magic number {magic} (found {found})")
+        raise ValueError(
+            f"{path} is not an IDX file with magic number {magic} (found {found})"
+        )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     if len(data) != header + int(np.prod(dims)):
-        raise ValueError(f"{path} holds {len(data) - header} data bytes, its header {dims} needs {int(np.prod(dims))}")
+        raise ValueError(
+            f"{path} holds {len(data) - header} data bytes, its header {dims} needs {int(np.prod(dims))}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -218,21 +254,29 @@ def load_mnist(
     mirrors = DEFAULT_MIRRORS if mirrors is None else _as_mirrors(mirrors)
 
     def get(kind: str, magic: int) -> Tuple[Path, np.ndarray]:
-        path = fetch(f"{_PREFIX[split]}-{kind}.gz", root, mirrors, checksums, timeout, download)
+        path = fetch(
+            f"{_PREFIX[split]}-{kind}.gz", root, mirrors, checksums, timeout, download
+        )
         return path, read_idx(path, magic)
 
     try:
         image_path, images = get("images-idx3-ubyte", 2051)
         label_path, labels = get("labels-idx1-ubyte", 2049)
         if images.shape[1:] != (28, 28):
-            raise ValueError(f"{image_path} holds images of shape {images.shape[1:]}, expected (28, 28)")
+            raise ValueError(
+                f"{image_path} holds images of shape {images.shape[1:]}, expected (28, 28)"
+            )
         if len(images) != len(labels):
-            raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+            raise ValueError(
+                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
+            )
         if labels.size and labels.max() > 9:
             raise ValueError(f"{label_path} holds labels above 9")
     except ValueError as err:  # the files passed their checksums but are not MNIST data
-        raise MNISTCorrupt(f"{err}\nTo fix: replace the files in {root} by the original MNIST files "
-                           "(see data/README.md), or use the default checksums.") from None
+        raise MNISTCorrupt(
+            f"{err}\nTo fix: replace the files in {root} by the original MNIST files "
+            "(see data/README.md), or use the default checksums."
+        ) from None
     keep = np.isin(labels, chosen)
     x = torch.from_numpy(images[keep].reshape(-1, 784).astype(np.float32) / 255.0)
     return x, torch.from_numpy(labels[keep].astype(np.int64))

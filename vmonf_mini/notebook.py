@@ -28,17 +28,44 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
+import time
 from importlib import resources
-from typing import Any, Dict, Mapping, Optional, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 import numpy as np
 import torch
 
-__all__ = ["BUDGETS", "budget", "pick", "budget_times", "full_budget_hint", "seed_everything", "default_device"]
+__all__ = [
+    "BUDGETS",
+    "budget",
+    "pick",
+    "budget_times",
+    "full_budget_hint",
+    "seed_everything",
+    "default_device",
+    "best_time",
+    "mean_std",
+    "median_range",
+    "MarkdownTable",
+    "markdown_table",
+]
 
 BUDGETS = ("smoke", "default", "full")
 T = TypeVar("T")
-_chosen: Optional[str] = None  # the name last passed to budget(); the environment still wins
+_chosen: Optional[str] = (
+    None  # the name last passed to budget(); the environment still wins
+)
 
 
 def _check(name: str, where: str) -> str:
@@ -69,7 +96,9 @@ def pick(sizes: Mapping[str, T], which: Optional[str] = None) -> T:
     missing = [b for b in BUDGETS if b not in sizes]
     if missing:
         raise ValueError(f"sizes needs an entry for every budget; missing {missing}")
-    return sizes[_check(which, "the name passed to pick()") if which is not None else budget()]
+    return sizes[
+        _check(which, "the name passed to pick()") if which is not None else budget()
+    ]
 
 
 def budget_times() -> Dict[str, Any]:
@@ -80,7 +109,11 @@ def budget_times() -> Dict[str, Any]:
     where and when it was measured; ``["hardware"][hardware]["name"]`` names the machine.
     ``bench/chapter_times.py --record HARDWARE`` writes it; the book's timings page shows it.
     """
-    text = resources.files("vmonf_mini").joinpath("budget_times.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("vmonf_mini")
+        .joinpath("budget_times.json")
+        .read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 
@@ -100,12 +133,19 @@ def describe_time(record: Optional[Mapping[str, Any]]) -> str:
     if status == "ok" and seconds is not None:
         return _duration(float(seconds))
     if status == "failed":
-        return "failed" + (f" after {_duration(float(seconds))}" if seconds is not None else "")
-    return "not run to its end" + (f" (stopped after {_duration(float(seconds))})" if seconds is not None else "")
+        return "failed" + (
+            f" after {_duration(float(seconds))}" if seconds is not None else ""
+        )
+    return "not run to its end" + (
+        f" (stopped after {_duration(float(seconds))})" if seconds is not None else ""
+    )
 
 
-def full_budget_hint(chapter: str, sizes: Mapping[str, Any],
-                     device: Union[torch.device, str, None] = None) -> None:
+def full_budget_hint(
+    chapter: str,
+    sizes: Mapping[str, Any],
+    device: Union[torch.device, str, None] = None,
+) -> None:
     """On a GPU, when the budget is not ``"full"``: print what ``"full"`` would run and how long
     it took where it was measured (the header's last line: it returns nothing to display).
 
@@ -117,12 +157,21 @@ def full_budget_hint(chapter: str, sizes: Mapping[str, Any],
     times = budget_times()
     hardware = times.get("hardware", {})
     measured = times.get("chapters", {}).get(chapter, {}).get("full", {})
-    where = [f"{describe_time(measured.get(key))} on {info.get('name') or key}" for key, info in hardware.items()]
-    took = (f"It took: {'; '.join(where)}." if any(measured.get(key) for key in hardware)
-            else "How long it takes has not been measured yet" + (f" ({'; '.join(where)})." if where else "."))
-    text = (f'This runtime has a GPU: the "full" budget (the paper\'s settings) would run {sizes["full"]}.\n'
-            f"{took}\n"
-            f'To use it, choose "full" for BUDGET in this cell and run the chapter again.')
+    where = [
+        f"{describe_time(measured.get(key))} on {info.get('name') or key}"
+        for key, info in hardware.items()
+    ]
+    took = (
+        f"It took: {'; '.join(where)}."
+        if any(measured.get(key) for key in hardware)
+        else "How long it takes has not been measured yet"
+        + (f" ({'; '.join(where)})." if where else ".")
+    )
+    text = (
+        f'This runtime has a GPU: the "full" budget (the paper\'s settings) would run {sizes["full"]}.\n'
+        f"{took}\n"
+        f'To use it, choose "full" for BUDGET in this cell and run the chapter again.'
+    )
     print(text)
 
 
@@ -136,3 +185,102 @@ def seed_everything(seed: int) -> None:
 def default_device() -> torch.device:
     """The GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def best_time(
+    fn: Callable[[], Any],
+    repeats: int = 5,
+    device: Union[torch.device, str, None] = None,
+) -> float:
+    """The fastest of ``repeats`` calls of ``fn``, in milliseconds (introduced in chapter 2).
+
+    The fastest call is the one least disturbed by other work on the machine. On a GPU
+    (``device`` of type ``cuda``) each call is followed by a synchronisation, so that the
+    time covers the kernels, not just their launch.
+
+    >>> best_time(lambda: sum(range(1000)), repeats=3) >= 0.0
+    True
+    """
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    cuda = device is not None and torch.device(device).type == "cuda"
+    best = float("inf")
+    for _ in range(int(repeats)):
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
+
+
+def _floats(values: Iterable[Any]) -> list:
+    return [float(v) for v in values]
+
+
+def mean_std(values: Iterable[Any], digits: int = 3) -> str:
+    """Mean ± sample standard deviation (ddof=1) over seeds, as a table cell (chapter 6).
+
+    One value when every seed shows the same number to ``digits``; "–" when there are none.
+
+    >>> mean_std([0.981, 0.987, 0.990])
+    '0.986 ± 0.005'
+    >>> mean_std([1.0, 1.0]), mean_std([])
+    ('1.000', '–')
+    """
+    v = _floats(values)
+    if not v:
+        return "–"
+    shown = {f"{x:.{digits}f}" for x in v}
+    if len(shown) == 1:
+        return shown.pop()
+    std = statistics.stdev(v)
+    spread = f"{std:.{digits}f}" if std >= 10**-digits else f"{std:.1g}"
+    return f"{statistics.fmean(v):.{digits}f} ± {spread}"
+
+
+def median_range(values: Iterable[Any], digits: int = 3) -> str:
+    """Median and [smallest, largest] over seeds, as a table cell (chapter 8).
+
+    >>> median_range([0.31, 0.37, 0.355]), median_range([0.5])
+    ('0.355 [0.310, 0.370]', '0.500')
+    """
+    v = _floats(values)
+    if not v:
+        return "–"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return (
+        f"{statistics.median(v):.{digits}f} [{min(v):.{digits}f}, {max(v):.{digits}f}]"
+    )
+
+
+class MarkdownTable(str):
+    """A Markdown table that Jupyter displays as a table (and ``print`` as its text)."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def markdown_table(
+    header: Sequence[Any], rows: Iterable[Sequence[Any]]
+) -> MarkdownTable:
+    """A Markdown table from a header and rows of cells (chapters 4-9); the last expression of a
+    cell, or ``display(...)``, renders it.
+
+    >>> print(markdown_table(["model", "ACC"], [["GMM", "0.75"], ["VMoNF", "0.99"]]))
+    | model | ACC |
+    |---|---|
+    | GMM | 0.75 |
+    | VMoNF | 0.99 |
+    """
+    header = [str(h) for h in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(c) for c in row]
+        if len(cells) != len(header):
+            raise ValueError(
+                f"a row has {len(cells)} cells, the header {len(header)}: {cells}"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return MarkdownTable("\n".join(lines))

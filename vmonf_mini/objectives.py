@@ -37,7 +37,9 @@ def unlabeled_loss(joint: Tensor, log_q: Tensor, objective: str) -> Tensor:
     return -elbo(joint, log_q)
 
 
-def labeled_loss(joint: Tensor, logits: Tensor, labels: Tensor, objective: str) -> Tensor:
+def labeled_loss(
+    joint: Tensor, logits: Tensor, labels: Tensor, objective: str
+) -> Tensor:
     """``-log p(x, y)`` plus, for the ELBO objective, the cross-entropy of q(y|x) (chapter 7).
 
     The cross-entropy is *minimised*: the original code maximised it (defect 1).  With the
@@ -46,7 +48,9 @@ def labeled_loss(joint: Tensor, logits: Tensor, labels: Tensor, objective: str) 
     nll = -joint.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if objective == "exact":
         return nll
-    return nll - torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return nll - torch.log_softmax(logits, dim=-1).gather(
+        -1, labels.unsqueeze(-1)
+    ).squeeze(-1)
 
 
 def consistency_kl(target_log_q: Tensor, perturbed_log_q: Tensor) -> Tensor:

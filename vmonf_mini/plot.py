@@ -3,6 +3,11 @@
 The original code plotted in training mode, so batch norm used the plot grid's statistics
 (defect 4); here each plot runs the model in eval mode and restores its mode afterwards.
 
+The figures take a :class:`~vmonf_mini.VMoNF` or any fitted mixture with scikit-learn's
+methods (``predict_proba``, ``score_samples``, ``sample``): a ``GaussianMixture`` or a
+:class:`~vmonf_mini.MixtureOfFlows` is drawn by the same code, so baselines and models compare
+panel by panel.
+
 Example:
     >>> import matplotlib
     >>> matplotlib.use("Agg")
@@ -14,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 
 from .checks import check_positive_int
+from .metrics import match_clusters
 from .training import History
 from .mixture import VMoNF
 
@@ -33,15 +39,89 @@ __all__ = [
     "component_samples",
     "contingency_heatmap",
     "training_curves",
+    "image_rows",
+    "density_grid",
+    "class_colors",
     "PALETTE",
 ]
 
 PALETTE = plt.get_cmap("tab10").colors
 
 
+class _FittedMixture:
+    """A fitted scikit-learn mixture (``GaussianMixture``, :class:`~vmonf_mini.MixtureOfFlows`)
+    seen through the few methods of :class:`~vmonf_mini.VMoNF` that the figures call."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.k = int(estimator.n_components)
+        self.dim = int(np.asarray(estimator.sample(1)[0]).shape[1])
+        self._rng = np.random.default_rng(0)
+
+    def sample(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, c = self.estimator.sample(int(n))
+        order = self._rng.permutation(
+            len(x)
+        )  # scikit-learn returns the samples component by component
+        return torch.as_tensor(np.asarray(x)[order]), torch.as_tensor(
+            np.asarray(c)[order]
+        )
+
+    def sample_each_component(self, n: int) -> torch.Tensor:
+        """(k, n, dim): samples drawn from the mixture, sorted by component (enough draws for each)."""
+        weights = np.asarray(
+            getattr(self.estimator, "weights_", np.full(self.k, 1.0 / self.k))
+        )
+        draws = int(np.ceil(4 * n / max(weights.min(), 1e-3)))
+        x, c = self.estimator.sample(draws)
+        x, c = np.asarray(x), np.asarray(c)
+        rows = []
+        for comp in range(self.k):
+            mine = x[c == comp][:n]
+            if len(mine) < n:
+                raise ValueError(
+                    f"component {comp} has too small a weight to draw {n} samples from it"
+                )
+            rows.append(mine)
+        return torch.as_tensor(np.stack(rows))
+
+    def _numpy(self, grid: Any) -> np.ndarray:
+        return np.asarray(
+            grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=float
+        )
+
+    def posterior(self, grid: Any, temperature: float = 1.0) -> torch.Tensor:
+        return torch.as_tensor(self.estimator.predict_proba(self._numpy(grid)))
+
+    exact_posterior = posterior
+
+    def log_prob(self, grid: Any) -> torch.Tensor:
+        return torch.as_tensor(self.estimator.score_samples(self._numpy(grid)))
+
+
+def _as_mixture(model: Any) -> Any:
+    if isinstance(model, torch.nn.Module):
+        return model
+    if all(
+        hasattr(model, name)
+        for name in ("predict_proba", "score_samples", "sample", "n_components")
+    ):
+        return _FittedMixture(model)
+    raise TypeError(
+        f"expected a VMoNF or a fitted mixture with predict_proba, score_samples and sample, "
+        f"got {type(model).__name__}"
+    )
+
+
 @contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Run a block with ``model.eval()`` and ``torch.no_grad()``, then restore the previous mode."""
+def eval_mode(model: Any) -> Iterator[Any]:
+    """Run a block with ``model.eval()`` and ``torch.no_grad()``, then restore the previous mode.
+
+    Anything that is not a torch module (a fitted scikit-learn mixture) passes through unchanged."""
+    if not isinstance(model, torch.nn.Module):
+        with torch.no_grad():
+            yield model
+        return
     was_training = model.training
     model.eval()
     try:
@@ -51,22 +131,56 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.train(was_training)
 
 
-def _limits(points: np.ndarray, margin: float = 0.15) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+def _limits(
+    points: np.ndarray, margin: float = 0.15
+) -> Tuple[Tuple[float, float], Tuple[float, float]]:
     lo, hi = points.min(0), points.max(0)
     pad = margin * (hi - lo + 1e-9)
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
 
 
-def _grid(points: np.ndarray, resolution: int) -> Tuple[Tuple[float, float, float, float], Tuple[int, int], np.ndarray]:
+def _grid(
+    points: np.ndarray, resolution: int
+) -> Tuple[Tuple[float, float, float, float], Tuple[int, int], np.ndarray]:
     """A ``resolution`` x ``resolution`` grid over the points' box plus a margin:
     ``(extent for imshow, grid shape, (resolution**2, 2) grid points)``."""
     (x0, x1), (y0, y1) = _limits(points)
-    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    gx, gy = np.meshgrid(
+        np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    )
     return (x0, x1, y0, y1), gx.shape, np.stack([gx.ravel(), gy.ravel()], 1)
 
 
+def class_colors(y: Any, clusters: Any, k: int) -> List[Tuple[float, float, float]]:
+    """One colour per component: the colour of the true class it is matched to (Hungarian
+    matching of ``clusters`` against the labels ``y``), so that a model's panel and the data's
+    panel (coloured ``PALETTE[label]``) use the same colour for the same class; unmatched
+    components get colours no class uses (chapter 6).
+
+    >>> class_colors([0, 0, 1, 1], [1, 1, 0, 0], k=2) == [PALETTE[1], PALETTE[0]]
+    True
+    """
+    k = check_positive_int(k, "k")
+    match = match_clusters(y, clusters)
+    used = set(match.values())
+    spare = iter(
+        [c for i, c in enumerate(PALETTE) if i not in used]
+        + list(plt.get_cmap("Set2").colors)
+    )
+    return [PALETTE[match[c]] if c in match else next(spare) for c in range(k)]
+
+
+def _cmap(k: int, colors: Optional[Sequence] = None) -> ListedColormap:
+    colors = list(PALETTE[:k]) if colors is None else list(colors)
+    if len(colors) != k:
+        raise ValueError(
+            f"colors needs one colour per component ({k}), got {len(colors)}"
+        )
+    return ListedColormap(colors)
+
+
 def decision_regions(
-    model: VMoNF,
+    model: Any,
     x: Optional[torch.Tensor] = None,
     n_samples: int = 1000,
     resolution: int = 200,
@@ -74,41 +188,69 @@ def decision_regions(
     exact: bool = False,
     ax: Optional[Axes] = None,
     title: Optional[str] = None,
+    colors: Optional[Sequence] = None,
 ) -> Axes:
     """The paper's Figure 1: where q(c|x) picks each component, with samples coloured by component.
 
     Args:
-        model: a 2-D VMoNF.
+        model: a 2-D VMoNF, or a fitted mixture such as scikit-learn's ``GaussianMixture``
+            (its regions are those of ``predict_proba``).
         x: optional data, drawn in grey underneath and used for the plot's limits.
         n_samples: model samples drawn on top, coloured by the component that generated them.
         resolution: grid points per axis for the regions.
         temperature: the posterior's temperature.
         exact: colour regions by the exact posterior p(c|x) instead of q(c|x).
+        colors: one colour per component (default ``PALETTE``); :func:`class_colors` matches
+            them to the true classes.
     """
+    model = _as_mixture(model)
     if model.dim != 2:
         raise ValueError(f"decision_regions needs a 2-D model, got dim={model.dim}")
     ax = ax or plt.subplots(figsize=(5, 5))[1]
-    cmap = ListedColormap(PALETTE[: model.k])
+    cmap = _cmap(model.k, colors)
     with eval_mode(model):
         samples, comp = model.sample(n_samples)
         ref = samples if x is None else torch.as_tensor(x, dtype=samples.dtype)
-        extent, shape, grid = _grid(ref.cpu().numpy(), resolution)  # the model casts the grid to its dtype/device
-        post = model.exact_posterior(grid) if exact else model.posterior(grid, temperature)
+        extent, shape, grid = _grid(
+            ref.cpu().numpy(), resolution
+        )  # the model casts the grid to its dtype/device
+        post = (
+            model.exact_posterior(grid) if exact else model.posterior(grid, temperature)
+        )
         region = post.argmax(1).cpu().numpy().reshape(shape)
-    ax.imshow(region, origin="lower", extent=extent, cmap=cmap, alpha=0.25, vmin=-0.5, vmax=model.k - 0.5,
-              aspect="auto", interpolation="nearest")
+    ax.imshow(
+        region,
+        origin="lower",
+        extent=extent,
+        cmap=cmap,
+        alpha=0.25,
+        vmin=-0.5,
+        vmax=model.k - 0.5,
+        aspect="auto",
+        interpolation="nearest",
+    )
     if x is not None:
         ax.scatter(*ref.cpu().numpy().T, s=2, c="0.6", label="data")
     s = samples.cpu().numpy()
-    ax.scatter(s[:, 0], s[:, 1], s=4, c=comp.cpu().numpy(), cmap=cmap, vmin=-0.5, vmax=model.k - 0.5)
+    ax.scatter(
+        s[:, 0],
+        s[:, 1],
+        s=4,
+        c=comp.cpu().numpy(),
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=model.k - 0.5,
+    )
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
-    ax.set_title(title or ("p(c|x)" if exact else "q(c|x)") + " regions and samples by component")
+    ax.set_title(
+        title or ("p(c|x)" if exact else "q(c|x)") + " regions and samples by component"
+    )
     return ax
 
 
 def density_map(
-    model: VMoNF,
+    model: Any,
     x: Optional[torch.Tensor] = None,
     resolution: int = 200,
     floor: Optional[float] = None,
@@ -119,13 +261,14 @@ def density_map(
     """The learned density ``log p(x)`` of a 2-D model on a grid, exact, in eval mode (chapter 7, Figure 2).
 
     Args:
-        model: a 2-D VMoNF.
+        model: a 2-D VMoNF, or a fitted mixture such as scikit-learn's ``GaussianMixture``.
         x: optional data; sets the plot's limits (default: limits of 1,000 model samples).
         resolution: grid points per axis.
         floor: values below it are drawn at it (default: 12 nats below the grid's maximum),
             so that the near-empty regions do not wash out the colour scale.
         colorbar: draw a colour bar beside the axes.
     """
+    model = _as_mixture(model)
     if model.dim != 2:
         raise ValueError(f"density_map needs a 2-D model, got dim={model.dim}")
     ax = ax or plt.subplots(figsize=(5.5, 5))[1]
@@ -134,42 +277,109 @@ def density_map(
         extent, shape, grid = _grid(ref.detach().cpu().numpy(), resolution)
         log_p = model.log_prob(grid).cpu().numpy().reshape(shape)
     low = log_p.max() - 12.0 if floor is None else floor
-    image = ax.imshow(np.maximum(log_p, low), origin="lower", extent=extent, cmap="magma", aspect="auto")
+    image = ax.imshow(
+        np.maximum(log_p, low),
+        origin="lower",
+        extent=extent,
+        cmap="magma",
+        aspect="auto",
+    )
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, shrink=0.8, label=f"log p(x) (floored at {low:.1f})")
+        ax.figure.colorbar(
+            image, ax=ax, shrink=0.8, label=f"log p(x) (floored at {low:.1f})"
+        )
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
     ax.set_title(title or "learned density log p(x)")
     return ax
 
 
-def component_samples(
-    model: VMoNF,
-    n_per_component: int = 8,
+def image_rows(
+    rows: Any,
     image_shape: Tuple[int, int] = (28, 28),
-    transform=None,
+    title: Optional[str] = None,
     fig: Optional[plt.Figure] = None,
 ) -> plt.Figure:
-    """The paper's Figure 3: a row of samples per component, shown as images.
+    """A grid of grey images in [0, 1], one row per component: the layout of the paper's Figure 3
+    (chapter 8). ``rows`` is ``(k, n, pixels)`` (a tensor or an array).
 
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> image_rows(np.zeros((2, 3, 4)), image_shape=(2, 2)).axes.__len__()
+    6
+    """
+    rows = np.asarray(
+        rows.detach().cpu().float() if hasattr(rows, "detach") else rows, dtype=float
+    )
+    if rows.ndim != 3:
+        raise ValueError(
+            f"rows must be (components, images, pixels), got shape {rows.shape}"
+        )
+    k, n = rows.shape[:2]
+    fig = fig or plt.figure(figsize=(n * 0.9, k * 0.95))
+    axes = fig.subplots(k, n, squeeze=False)
+    for c in range(k):
+        for j in range(n):
+            axes[c, j].imshow(
+                np.clip(rows[c, j].reshape(image_shape), 0, 1),
+                cmap="gray_r",
+                vmin=0,
+                vmax=1,
+            )
+            axes[c, j].set_xticks([])
+            axes[c, j].set_yticks([])
+        axes[c, 0].set_ylabel(f"c={c}", rotation=0, labelpad=18, va="center")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def component_samples(
+    model: Any,
+    n_per_component: int = 8,
+    image_shape: Tuple[int, int] = (28, 28),
+    transform: Optional[Callable[[torch.Tensor], Any]] = None,
+    fig: Optional[plt.Figure] = None,
+    title: Optional[str] = None,
+) -> plt.Figure:
+    """The paper's Figure 3: a row of samples per component, shown as images (:func:`image_rows`).
+
+    ``model`` is a VMoNF or a fitted mixture such as scikit-learn's ``GaussianMixture``;
     ``transform`` maps model space back to pixels (e.g. undo a logit or PCA), default identity.
     """
     n_per_component = check_positive_int(n_per_component, "n_per_component")
+    model = _as_mixture(model)
     with eval_mode(model):
         drawn = model.sample_each_component(n_per_component).flatten(0, 1)
         if transform is not None:
             drawn = transform(drawn)
+        drawn = torch.as_tensor(
+            np.asarray(drawn.detach().cpu() if hasattr(drawn, "detach") else drawn)
+        )
         rows = drawn.reshape(model.k, n_per_component, -1)
-    fig = fig or plt.figure(figsize=(n_per_component * 0.9, model.k * 0.95))
-    axes = fig.subplots(model.k, n_per_component, squeeze=False)
-    for c, row in enumerate(rows):
-        for j in range(n_per_component):
-            img = row[j].detach().cpu().float().numpy().reshape(image_shape)
-            axes[c, j].imshow(np.clip(img, 0, 1), cmap="gray_r", vmin=0, vmax=1)
-            axes[c, j].set_xticks([])
-            axes[c, j].set_yticks([])
-        axes[c, 0].set_ylabel(f"c={c}", rotation=0, labelpad=18, va="center")
-    return fig
+    return image_rows(rows, image_shape, title=title, fig=fig)
+
+
+def density_grid(
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    lim: float = 2.5,
+    n: int = 100,
+    device: Union[torch.device, str, None] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 2-D density on an ``n`` x ``n`` grid over ``[-lim, lim]^2``, for ``contourf`` or
+    ``pcolormesh``: ``(gx, gy, density)`` on the CPU (chapter 2).
+
+    ``log_prob`` maps ``(N, 2)`` points to ``(N,)`` log-densities; the grid is made on ``device``.
+
+    >>> gx, gy, dens = density_grid(lambda z: -0.5 * (z**2).sum(1), n=5)
+    >>> dens.shape, float(dens.max())
+    (torch.Size([5, 5]), 1.0)
+    """
+    n = check_positive_int(n, "n")
+    ticks = torch.linspace(-lim, lim, n, device=device)
+    gx, gy = torch.meshgrid(ticks, ticks, indexing="xy")
+    with torch.no_grad():
+        dens = log_prob(torch.stack([gx, gy], -1).reshape(-1, 2)).exp().reshape(n, n)
+    return gx.cpu(), gy.cpu(), dens.detach().cpu()
 
 
 def contingency_heatmap(
@@ -185,12 +395,29 @@ def contingency_heatmap(
     diagonal holds each label's matched cluster: :func:`vmonf_mini.experiments.matched_table`).
     """
     table = np.asarray(table, dtype=float)
-    ax = ax or plt.subplots(figsize=(1 + 0.8 * table.shape[1], 1 + 0.6 * table.shape[0]))[1]
+    ax = (
+        ax
+        or plt.subplots(figsize=(1 + 0.8 * table.shape[1], 1 + 0.6 * table.shape[0]))[1]
+    )
     ax.imshow(table, cmap="Blues", vmin=0, vmax=max(1.0, table.max()))
     for (i, j), v in np.ndenumerate(table):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v > 0.6 else "black", fontsize=8)
-    ax.set_xticks(range(table.shape[1]), labels=list(col_labels) if col_labels is not None else range(table.shape[1]))
-    ax.set_yticks(range(table.shape[0]), labels=list(row_labels) if row_labels is not None else range(table.shape[0]))
+        ax.text(
+            j,
+            i,
+            f"{v:.2f}",
+            ha="center",
+            va="center",
+            color="white" if v > 0.6 else "black",
+            fontsize=8,
+        )
+    ax.set_xticks(
+        range(table.shape[1]),
+        labels=list(col_labels) if col_labels is not None else range(table.shape[1]),
+    )
+    ax.set_yticks(
+        range(table.shape[0]),
+        labels=list(row_labels) if row_labels is not None else range(table.shape[0]),
+    )
     ax.set_xlabel("cluster")
     ax.set_ylabel("label")
     ax.set_title(title)
@@ -205,7 +432,9 @@ def training_curves(history: History, ax: Optional[Axes] = None) -> Axes:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (negative ELBO)")
     twin = ax.twinx()
-    twin.plot(epochs, history.temperature, color=PALETTE[1], ls="--", label="temperature")
+    twin.plot(
+        epochs, history.temperature, color=PALETTE[1], ls="--", label="temperature"
+    )
     twin.set_ylabel("temperature T")
     ax.figure.legend(loc="upper right", bbox_to_anchor=(0.9, 0.88))
     return ax

@@ -45,7 +45,9 @@ from .checks import check_positive_int
 __all__ = ["dequantize", "LogitTransform", "PCAWhitening", "bits_per_dim"]
 
 
-def dequantize(x: Tensor, levels: int = 256, generator: Optional[torch.Generator] = None) -> Tensor:
+def dequantize(
+    x: Tensor, levels: int = 256, generator: Optional[torch.Generator] = None
+) -> Tensor:
     """Uniform dequantization of pixels stored as ``k / (levels - 1)``: returns ``(k + u) / levels``.
 
     ``u ~ U[0, 1)`` independently per pixel, so the result lies in ``[k / levels, (k + 1) / levels)``
@@ -71,7 +73,9 @@ def dequantize(x: Tensor, levels: int = 256, generator: Optional[torch.Generator
         raise ValueError(f"levels must be at least 2, got {levels}")
     k = torch.round(x * (levels - 1))
     if not torch.allclose(k / (levels - 1), x, atol=1e-4, rtol=0):
-        raise ValueError(f"x must hold pixels on the grid k / {levels - 1} (e.g. 8-bit images / 255)")
+        raise ValueError(
+            f"x must hold pixels on the grid k / {levels - 1} (e.g. 8-bit images / 255)"
+        )
     if bool((k < 0).any()) or bool((k > levels - 1).any()):
         raise ValueError("x must lie in [0, 1]")
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -113,11 +117,15 @@ class LogitTransform:
         """
         outside = ~((x >= 0) & (x <= 1))
         if bool(outside.any()):
-            raise ValueError(f"x must hold pixels in [0, 1]; {int(outside.sum())} values are outside (or NaN), "
-                             f"e.g. {x[outside][:3].tolist()}")
+            raise ValueError(
+                f"x must hold pixels in [0, 1]; {int(outside.sum())} values are outside (or NaN), "
+                f"e.g. {x[outside][:3].tolist()}"
+            )
         s = self.alpha + (1.0 - 2.0 * self.alpha) * x
         y = torch.log(s) - torch.log1p(-s)
-        log_det = (math.log1p(-2.0 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
+        log_det = (math.log1p(-2.0 * self.alpha) - torch.log(s) - torch.log1p(-s)).sum(
+            -1
+        )
         return y, log_det
 
     def inverse(self, y: Tensor) -> Tensor:
@@ -203,14 +211,18 @@ class PCAWhitening:
         signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
         vectors = vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
         if self.whiten and bool((eigenvalues[: self.dim] <= 1e-12).any()):
-            raise ValueError(f"the top {self.dim} principal variances include zeros: whitening needs a smaller dim")
+            raise ValueError(
+                f"the top {self.dim} principal variances include zeros: whitening needs a smaller dim"
+            )
         self.mean = mean
         self.components = vectors[:, : self.dim].contiguous()
         self.variances = eigenvalues[: self.dim].clone()
         rest = eigenvalues[self.dim :]
         self.residual_variance = float(rest.mean()) if rest.numel() else 0.0
         if rest.numel() and self.residual_variance <= 0:
-            raise ValueError("the discarded directions have zero variance: use a smaller dim")
+            raise ValueError(
+                "the discarded directions have zero variance: use a smaller dim"
+            )
         return self
 
     def _fitted(self) -> Tuple[Tensor, Tensor, Tensor]:
@@ -225,7 +237,11 @@ class PCAWhitening:
     def forward(self, x: Tensor) -> Tensor:
         """Coordinates ``z (N, dim)`` of ``x (N, D)``, in ``x``'s dtype if floating (integer pixels: the default float dtype)."""
         mean, components, _ = self._fitted()
-        z = (x.to(torch.float64) - mean.to(x.device)) @ components.to(x.device) / self._scale().to(x.device)
+        z = (
+            (x.to(torch.float64) - mean.to(x.device))
+            @ components.to(x.device)
+            / self._scale().to(x.device)
+        )
         return z.to(_floating(x))
 
     __call__ = forward
@@ -233,7 +249,9 @@ class PCAWhitening:
     def inverse(self, z: Tensor) -> Tensor:
         """The reconstruction ``x (N, D)`` of coordinates ``z (N, dim)``, in ``z``'s dtype if floating."""
         mean, components, _ = self._fitted()
-        x = (z.to(torch.float64) * self._scale().to(z.device)) @ components.T.to(z.device) + mean.to(z.device)
+        x = (z.to(torch.float64) * self._scale().to(z.device)) @ components.T.to(
+            z.device
+        ) + mean.to(z.device)
         return x.to(_floating(z))
 
     @property
@@ -263,7 +281,9 @@ class PCAWhitening:
         The change of basis to principal coordinates is orthonormal (log-determinant 0); the kept
         coordinates contribute ``log p(z) + log_det``, the discarded ones an isotropic Gaussian.
         """
-        return log_prob_z + self.log_det + self.residual_log_prob(x).to(log_prob_z.dtype)
+        return (
+            log_prob_z + self.log_det + self.residual_log_prob(x).to(log_prob_z.dtype)
+        )
 
     def __repr__(self) -> str:
         state = "fitted" if self.mean is not None else "not fitted"

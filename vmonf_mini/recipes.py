@@ -98,9 +98,10 @@ class Recipe:
         """Seed torch with ``seed``, build the model and train it on ``x``; returns ``(model, history)``."""
         torch.manual_seed(seed)
         model = self.build(device)
-        history = fit(model, x, labels, seed=seed, device=device, progress=progress, **self.fit)
+        history = fit(
+            model, x, labels, seed=seed, device=device, progress=progress, **self.fit
+        )
         return model, history
-
 
     def run_many(
         self,
@@ -117,7 +118,15 @@ class Recipe:
         for seed in seeds:
             torch.manual_seed(seed)
             models.append(self.build(device))
-        histories = fit_many(models, x, labels, seeds=list(seeds), device=device, progress=progress, **self.fit)
+        histories = fit_many(
+            models,
+            x,
+            labels,
+            seeds=list(seeds),
+            device=device,
+            progress=progress,
+            **self.fit,
+        )
         return models, histories
 
 
@@ -135,7 +144,14 @@ def pinwheel_paper(**fit_overrides: Any) -> Recipe:
     recipe = Recipe(
         "pinwheel, paper settings",
         model=dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(3,)),
-        fit=dict(epochs=400, batch_size=512, lr=1e-3, init="kmeans", init_epochs=100, init_lr=1e-2),
+        fit=dict(
+            epochs=400,
+            batch_size=512,
+            lr=1e-3,
+            init="kmeans",
+            init_epochs=100,
+            init_lr=1e-2,
+        ),
         data="pinwheel",
         chapter="6",
         note="one seed in ten (seed 7) stays below 0.98: the three ReLU units die (chapter 6)",
@@ -150,7 +166,9 @@ def pinwheel(**fit_overrides: Any) -> Recipe:
     """
     recipe = Recipe(
         "pinwheel",
-        model=dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)),
+        model=dict(
+            dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)
+        ),
         fit=dict(epochs=100, batch_size=512, lr=3e-3, init="kmeans"),
         data="pinwheel",
         chapter="6",
@@ -167,7 +185,9 @@ def two_circles_paper(**fit_overrides: Any) -> Recipe:
     """
     recipe = Recipe(
         "two circles, paper settings",
-        model=dict(dim=2, k=2, flow="realnvp", blocks=10, hidden=8, encoder_hidden=(16, 16)),
+        model=dict(
+            dim=2, k=2, flow="realnvp", blocks=10, hidden=8, encoder_hidden=(16, 16)
+        ),
         fit=dict(epochs=500, batch_size=128, lr=1e-3, pretrain_epochs=300),
         data="two_circles",
         chapter="7",
@@ -188,7 +208,9 @@ def digits(**fit_overrides: Any) -> Recipe:
     K=5, RealNVP 4 blocks hidden 16, encoder (32, 32), Adam 1e-3, batch 128, k-means start, 60 epochs."""
     recipe = Recipe(
         "digits",
-        model=dict(dim=10, k=5, flow="realnvp", blocks=4, hidden=16, encoder_hidden=(32, 32)),
+        model=dict(
+            dim=10, k=5, flow="realnvp", blocks=4, hidden=16, encoder_hidden=(32, 32)
+        ),
         fit=dict(epochs=60, batch_size=128, lr=1e-3, init="kmeans"),
         data="digits_pca10",
         chapter="8",
@@ -235,7 +257,9 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
     for c in torch.unique(y):
         where = (y == c).nonzero()[:, 0]
         if where.numel() < per_class:
-            raise ValueError(f"class {int(c)} has {where.numel()} points, fewer than per_class={per_class}")
+            raise ValueError(
+                f"class {int(c)} has {where.numel()} points, fewer than per_class={per_class}"
+            )
         chosen = where[torch.randperm(where.numel(), generator=gen)[:per_class]]
         labels[chosen] = y[chosen]
     return labels
@@ -313,7 +337,9 @@ def cluster_images(
     """
     k = check_positive_int(k, "k")
     x = as_data(pixels, name="pixels", dtype=torch.float64)
-    dim = check_positive_int(IMAGE_RECIPE["pca_dim"] if pca_dim is None else pca_dim, "pca_dim")
+    dim = check_positive_int(
+        IMAGE_RECIPE["pca_dim"] if pca_dim is None else pca_dim, "pca_dim"
+    )
     dim = min(dim, x.shape[1] - 1) if x.shape[1] > 1 else 1
     settings = {
         **IMAGE_RECIPE["fit"],
@@ -325,11 +351,23 @@ def cluster_images(
     xq = dequantize(x, levels=levels, generator=torch.Generator().manual_seed(seed))
     pca = PCAWhitening(dim=dim).fit(xq)
     z = pca.forward(xq)
-    gmm = GaussianMixture(k, covariance_type="full", n_init=IMAGE_RECIPE["gmm_n_init"], random_state=seed).fit(z.numpy())
+    gmm = GaussianMixture(
+        k, covariance_type="full", n_init=IMAGE_RECIPE["gmm_n_init"], random_state=seed
+    ).fit(z.numpy())
     start = gmm.predict(z.numpy())
     torch.manual_seed(seed)
     model = VMoNF(dim, k, **IMAGE_RECIPE["model"])
-    history = fit(model, z.float(), init=start, seed=seed, device=device, progress=progress, **settings)
+    history = fit(
+        model,
+        z.float(),
+        init=start,
+        seed=seed,
+        device=device,
+        progress=progress,
+        **settings,
+    )
     with torch.no_grad():
         labels = model.predict(z.float().to(model.prior_logits.device)).cpu().numpy()
-    return ImageClusters(labels=labels, model=model, pca=pca, gmm=gmm, gmm_labels=start, history=history)
+    return ImageClusters(
+        labels=labels, model=model, pca=pca, gmm=gmm, gmm_labels=start, history=history
+    )

@@ -45,7 +45,16 @@ __all__ = [
 ]
 
 #: What every record says of its run.
-PROVENANCE_FIELDS = ("command", "commit", "date", "hardware", "torch", "python", "wall_seconds", "seeds")
+PROVENANCE_FIELDS = (
+    "command",
+    "commit",
+    "date",
+    "hardware",
+    "torch",
+    "python",
+    "wall_seconds",
+    "seeds",
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,7 +66,11 @@ def hardware(device: Optional[torch.device] = None) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+            names = [
+                line.split(":", 1)[1].strip()
+                for line in info
+                if line.startswith("model name")
+            ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -74,9 +87,20 @@ def _commit() -> str:
         return os.environ["VMONF_RECORD_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
@@ -109,7 +133,9 @@ def write_record(
     """Write ``folder/name.json`` (results, configuration, provenance) and ``folder/name.npz``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez_compressed(
+        folder / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()}
+    )
     record = {
         "name": name,
         "provenance": {
@@ -147,26 +173,40 @@ def missing_provenance(record: Mapping[str, Any]) -> List[str]:
     return missing + ([] if record.get("config") else ["config"])
 
 
-def config_differences(record: Mapping[str, Any], expected: Mapping[str, Any]) -> List[str]:
+def config_differences(
+    record: Mapping[str, Any], expected: Mapping[str, Any]
+) -> List[str]:
     """Each setting where the record's configuration differs from ``expected`` (``[]`` when equal)."""
     have = record.get("config", {})
     keys = sorted(set(have) | set(expected))
-    return [f"{k}: record {have.get(k)!r}, code {expected.get(k)!r}" for k in keys if have.get(k) != expected.get(k)]
+    return [
+        f"{k}: record {have.get(k)!r}, code {expected.get(k)!r}"
+        for k in keys
+        if have.get(k) != expected.get(k)
+    ]
 
 
 def record_box(record: Mapping[str, Any], body_html: str) -> str:
     """HTML of a box labelled as a recorded run (hardware, date, commit, wall time) around ``body_html``."""
     p = record["provenance"]
     minutes = p["wall_seconds"] / 60
-    title = (f"Recorded run, not this build: {html.escape(p['hardware'])}, {html.escape(p['date'])}, "
-             f"commit {html.escape(p['commit'][:12])}, {minutes:.0f} min wall time")
-    footer = (f"Made by <code>{html.escape(p['command'])}</code> with torch {html.escape(p['torch'])}, "
-              f"seeds {p['seeds']}; file <code>book/recorded/{html.escape(record['name'])}.json</code>.")
-    return (f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
-            f"{body_html}<p>{footer}</p></div>")
+    title = (
+        f"Recorded run, not this build: {html.escape(p['hardware'])}, {html.escape(p['date'])}, "
+        f"commit {html.escape(p['commit'][:12])}, {minutes:.0f} min wall time"
+    )
+    footer = (
+        f"Made by <code>{html.escape(p['command'])}</code> with torch {html.escape(p['torch'])}, "
+        f"seeds {p['seeds']}; file <code>book/recorded/{html.escape(record['name'])}.json</code>."
+    )
+    return (
+        f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
+        f"{body_html}<p>{footer}</p></div>"
+    )
 
 
-def find_record(name: str, folders: Sequence[PathLike] = ("recorded", "book/recorded")) -> Optional[Dict[str, Any]]:
+def find_record(
+    name: str, folders: Sequence[PathLike] = ("recorded", "book/recorded")
+) -> Optional[Dict[str, Any]]:
     """The record ``name`` from the first folder (relative to the working directory) that holds it.
 
     A chapter runs with its own folder, ``book/``, as working directory; ``None`` when no
@@ -183,7 +223,10 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain HTML table (cells are escaped; numbers as given)."""
     pad = ' style="padding: 0.15em 0.7em"'
     head = "".join(f"<th{pad}>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td{pad}>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{pad}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -198,4 +241,6 @@ def figure_html(fig: Any, dpi: int = 90) -> str:
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="figure of the recorded run" src="data:image/png;base64,{encoded}"/>'
+    return (
+        f'<img alt="figure of the recorded run" src="data:image/png;base64,{encoded}"/>'
+    )

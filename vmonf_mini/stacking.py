@@ -99,7 +99,9 @@ class SingleRun(_Runs):
         self.model, self.runs, self.k = model, 1, model.k
 
     def joint(self, x: Tensor) -> Tensor:
-        return (self.model.components.log_prob(x[0]) + self.model.log_prior()).unsqueeze(0)
+        return (
+            self.model.components.log_prob(x[0]) + self.model.log_prior()
+        ).unsqueeze(0)
 
     def logits(self, x: Tensor) -> Tensor:
         return self.model.encoder(x[0]).unsqueeze(0)
@@ -112,13 +114,28 @@ class _StackedBatchNorm(nn.Module):
         super().__init__()
         first = norms[0]
         if first.momentum is None or not first.affine or not first.track_running_stats:
-            raise ValueError("fit_many stacks BatchNorm1d with a momentum, affine and running statistics")
-        stack = lambda name: torch.stack([getattr(n, name).detach() for n in norms])[:, None, :]  # noqa: E731
-        self.weight, self.bias = nn.Parameter(stack("weight").clone()), nn.Parameter(stack("bias").clone())
+            raise ValueError(
+                "fit_many stacks BatchNorm1d with a momentum, affine and running statistics"
+            )
+        stack = lambda name: torch.stack([getattr(n, name).detach() for n in norms])[
+            :, None, :
+        ]  # noqa: E731
+        self.weight, self.bias = (
+            nn.Parameter(stack("weight").clone()),
+            nn.Parameter(stack("bias").clone()),
+        )
         self.register_buffer("running_mean", stack("running_mean").clone())
         self.register_buffer("running_var", stack("running_var").clone())
-        counts = [n.num_batches_tracked if n.num_batches_tracked is not None else torch.zeros((), dtype=torch.long) for n in norms]
-        self.register_buffer("num_batches_tracked", torch.stack([c.detach().cpu() for c in counts]).to(first.weight.device))
+        counts = [
+            n.num_batches_tracked
+            if n.num_batches_tracked is not None
+            else torch.zeros((), dtype=torch.long)
+            for n in norms
+        ]
+        self.register_buffer(
+            "num_batches_tracked",
+            torch.stack([c.detach().cpu() for c in counts]).to(first.weight.device),
+        )
         self.momentum, self.eps = float(first.momentum), float(first.eps)
 
     def forward(self, h: Tensor) -> Tensor:
@@ -126,7 +143,9 @@ class _StackedBatchNorm(nn.Module):
         mean = h.sum(1, keepdim=True) * (1.0 / n)
         centered = h - mean
         var = (centered * centered).sum(1, keepdim=True) * (1.0 / n)
-        with torch.no_grad():  # as torch's batch norm: the running variance is the unbiased one
+        with (
+            torch.no_grad()
+        ):  # as torch's batch norm: the running variance is the unbiased one
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
         self.num_batches_tracked.add_(1)
@@ -157,7 +176,9 @@ class _StackedEncoder(nn.Module):
     @staticmethod
     def _stacked_linear(group: Sequence[nn.Linear]) -> StackedLinear:
         first = group[0]
-        layer = StackedLinear(len(group), first.in_features, first.out_features).to(first.weight)
+        layer = StackedLinear(len(group), first.in_features, first.out_features).to(
+            first.weight
+        )
         with torch.no_grad():
             layer.weight.copy_(torch.stack([lin.weight.t() for lin in group]))
             layer.bias.copy_(torch.stack([lin.bias for lin in group])[:, None, :])
@@ -183,8 +204,17 @@ class _StackedEncoder(nn.Module):
 
 def _flows(config: Dict, k: int) -> StackedFlow:
     if config["flow"] == "realnvp":
-        return realnvp(config["dim"], k, config["blocks"], config["hidden"], config["batch_norm"])
-    return maf(config["dim"], k, config["blocks"], config["hidden"], config["batch_norm"], config["log_scale_bound"])
+        return realnvp(
+            config["dim"], k, config["blocks"], config["hidden"], config["batch_norm"]
+        )
+    return maf(
+        config["dim"],
+        k,
+        config["blocks"],
+        config["hidden"],
+        config["batch_norm"],
+        config["log_scale_bound"],
+    )
 
 
 class RunStack(_Runs):
@@ -200,11 +230,18 @@ class RunStack(_Runs):
         if problem:
             raise ValueError(f"fit_many needs models of one architecture: {problem}")
         if models[0].config["custom_components"]:
-            raise ValueError("RunStack needs the built-in flows (custom components cannot be stacked)")
+            raise ValueError(
+                "RunStack needs the built-in flows (custom components cannot be stacked)"
+            )
         self.models, self.runs, self.k = list(models), len(models), models[0].k
         ref = models[0].prior_logits
-        with torch.random.fork_rng(devices=[]), torch.no_grad():  # its initial values are overwritten
-            self.components = _flows(models[0].config, self.runs * self.k).to(dtype=ref.dtype, device=ref.device)
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch.no_grad(),
+        ):  # its initial values are overwritten
+            self.components = _flows(models[0].config, self.runs * self.k).to(
+                dtype=ref.dtype, device=ref.device
+            )
             self._shared = self._copy_components_in()
             self.encoder = _StackedEncoder([m.encoder for m in models])
             prior = torch.stack([m.prior_logits.detach() for m in models]).clone()
@@ -219,15 +256,21 @@ class RunStack(_Runs):
         sources = [m.components.state_dict() for m in self.models]
         for name, target in self.components.state_dict().items():
             parts = [s[name] for s in sources]
-            shared[name] = parts[0].shape == target.shape  # masks and orders: one copy for all runs
+            shared[name] = (
+                parts[0].shape == target.shape
+            )  # masks and orders: one copy for all runs
             target.copy_(parts[0] if shared[name] else torch.cat(parts, dim=0))
         return shared
 
     def joint(self, x: Tensor) -> Tensor:
         r, b, d = x.shape
-        every_component = x.unsqueeze(1).expand(r, self.k, b, d).reshape(r * self.k, b, d)
+        every_component = (
+            x.unsqueeze(1).expand(r, self.k, b, d).reshape(r * self.k, b, d)
+        )
         log_p = self.components.log_prob(every_component)  # (B, R*K)
-        return log_p.view(b, r, self.k).transpose(0, 1) + torch.log_softmax(self.prior_logits, -1).unsqueeze(1)
+        return log_p.view(b, r, self.k).transpose(0, 1) + torch.log_softmax(
+            self.prior_logits, -1
+        ).unsqueeze(1)
 
     def logits(self, x: Tensor) -> Tensor:
         return self.encoder(x)
@@ -242,4 +285,3 @@ class RunStack(_Runs):
                     target.copy_(state[name][r * k : (r + 1) * k])
             model.prior_logits.copy_(self.prior_logits[r])
         self.encoder.write_back()
-

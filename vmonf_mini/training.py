@@ -30,13 +30,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import trange
 
-from .checks import as_data, as_labels, check_number, check_positive_int, check_temperature
+from .checks import (
+    as_data,
+    as_labels,
+    check_number,
+    check_positive_int,
+    check_temperature,
+)
 from .layers import StackedLinear
 from .mixture import MIN_TEMPERATURE, VMoNF
 from .objectives import consistency_kl, labeled_loss, tempered_log_q, unlabeled_loss
 from .stacking import RunStack, SingleRun, first_difference
 
-__all__ = ["ExponentialDecay", "History", "fit", "fit_many"]
+__all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,11 @@ def fit(
             (init, pretrain, main), epoch and step. The model is left in eval mode with the
             parameters and batch-norm statistics of the last finite step.
     """
-    options = {name: value for name, value in locals().items() if name not in ("model", "x", "labels", "seed")}
+    options = {
+        name: value
+        for name, value in locals().items()
+        if name not in ("model", "x", "labels", "seed")
+    }
     if not isinstance(model, VMoNF):
         raise TypeError(f"model must be a VMoNF, got {type(model).__name__}")
     seeds = None if seed is None else [_check_seed(seed, "seed")]
@@ -254,21 +264,35 @@ def fit_many(
         [2, 2, 2]
     """
     models = list(models) if isinstance(models, (list, tuple)) else models
-    if not isinstance(models, list) or not models or not all(isinstance(m, VMoNF) for m in models):
+    if (
+        not isinstance(models, list)
+        or not models
+        or not all(isinstance(m, VMoNF) for m in models)
+    ):
         raise TypeError("models must be a non-empty list of VMoNF")
     if len({id(m) for m in models}) != len(models):
-        raise ValueError("models holds the same VMoNF more than once; give every run its own model")
+        raise ValueError(
+            "models holds the same VMoNF more than once; give every run its own model"
+        )
     if "seed" in options:
         raise TypeError("fit_many takes seeds=[...] (one per model), not seed=")
     unknown = sorted(set(options) - set(_DEFAULTS) - {"epochs"})
     if unknown:
-        raise TypeError(f"fit_many got unexpected keyword arguments {unknown}; it takes those of fit")
+        raise TypeError(
+            f"fit_many got unexpected keyword arguments {unknown}; it takes those of fit"
+        )
     if "epochs" not in options:
         raise TypeError("fit_many needs epochs=")
     settings = _settings({**_DEFAULTS, **options})
     if seeds is not None:
-        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__") or len(seeds) != len(models):
-            raise ValueError(f"seeds must hold one integer per model ({len(models)}), got {seeds!r}")
+        if (
+            isinstance(seeds, (str, bytes))
+            or not hasattr(seeds, "__len__")
+            or len(seeds) != len(models)
+        ):
+            raise ValueError(
+                f"seeds must hold one integer per model ({len(models)}), got {seeds!r}"
+            )
         seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if max_parallel is not None:
         max_parallel = check_positive_int(max_parallel, "max_parallel")
@@ -288,10 +312,16 @@ def _settings(options: Dict[str, Any]) -> _Settings:
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2 (batch norm needs two points)")
     pretrain = options["pretrain_epochs"]
-    if isinstance(pretrain, bool) or not isinstance(pretrain, (int, np.integer)) or pretrain < 0:
+    if (
+        isinstance(pretrain, bool)
+        or not isinstance(pretrain, (int, np.integer))
+        or pretrain < 0
+    ):
         raise ValueError(f"pretrain_epochs must be an integer >= 0, got {pretrain!r}")
     if options["objective"] not in ("elbo", "exact"):
-        raise ValueError(f"objective must be 'elbo' or 'exact', got {options['objective']!r}")
+        raise ValueError(
+            f"objective must be 'elbo' or 'exact', got {options['objective']!r}"
+        )
     if not isinstance(options["progress"], (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, got {options['progress']!r}")
     callback = options["callback"]
@@ -299,20 +329,28 @@ def _settings(options: Dict[str, Any]) -> _Settings:
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     init = options["init"]
     if isinstance(init, str) and init != "kmeans":
-        raise ValueError(f"init must be None, 'kmeans' or (N,) assignments, got {init!r}")
+        raise ValueError(
+            f"init must be None, 'kmeans' or (N,) assignments, got {init!r}"
+        )
     return _Settings(
         epochs=check_positive_int(options["epochs"], "epochs"),
         batch_size=batch_size,
         lr=check_number(options["lr"], "lr"),
-        weight_decay=check_number(options["weight_decay"], "weight_decay", positive=False),
+        weight_decay=check_number(
+            options["weight_decay"], "weight_decay", positive=False
+        ),
         temperature=_schedule(options["temperature"]),
         pretrain_epochs=int(pretrain),
         device=_device(options["device"]),
         progress=bool(options["progress"]),
-        clip_grad_norm=check_number(options["clip_grad_norm"], "clip_grad_norm", optional=True),
+        clip_grad_norm=check_number(
+            options["clip_grad_norm"], "clip_grad_norm", optional=True
+        ),
         objective=options["objective"],
         consistency=check_number(options["consistency"], "consistency", positive=False),
-        consistency_noise=check_number(options["consistency_noise"], "consistency_noise", positive=False),
+        consistency_noise=check_number(
+            options["consistency_noise"], "consistency_noise", positive=False
+        ),
         callback=callback,
         init=init,
         init_epochs=check_positive_int(options["init_epochs"], "init_epochs"),
@@ -329,7 +367,9 @@ def _device(device: Any) -> Optional[torch.device]:
     except (TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"device {device!r} is not a torch device: {err}") from None
     if chosen.type == "meta":
-        raise ValueError("cannot train on the 'meta' device: it holds shapes, not data (use 'cpu' or 'cuda')")
+        raise ValueError(
+            "cannot train on the 'meta' device: it holds shapes, not data (use 'cpu' or 'cuda')"
+        )
     try:
         torch.empty(1, device=chosen)
     except (RuntimeError, AssertionError) as err:
@@ -338,7 +378,11 @@ def _device(device: Any) -> Optional[torch.device]:
 
 
 def _check_seed(seed: Any, name: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= seed < 2**32
+    ):
         raise ValueError(f"{name} must be an integer in [0, 2**32), got {seed!r}")
     return int(seed)
 
@@ -368,28 +412,40 @@ def _fit_runs(
     r = len(models)
     datasets = x if _is_per_run_data(x, r) else [x] * r
     shared = datasets[0] is x
-    points = [as_data(d, models[0].dim, "x" if shared else f"x[{i}]", dtype=ref.dtype).detach() for i, d in
-              enumerate(datasets[:1] if shared else datasets)]  # .detach(): a graph on x is not trained
+    points = [
+        as_data(
+            d, models[0].dim, "x" if shared else f"x[{i}]", dtype=ref.dtype
+        ).detach()
+        for i, d in enumerate(datasets[:1] if shared else datasets)
+    ]  # .detach(): a graph on x is not trained
     points = points * r if shared else points
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
     runs = []
     per_run_labels, per_run_init = _per_run(labels, r), _per_run(s.init, r)
     for i, (seed, data) in enumerate(zip(seeds, points)):
-        runs.append(_new_run(i, seed, per_run_labels[i], per_run_init[i], data, models[0].k, s))
+        runs.append(
+            _new_run(i, seed, per_run_labels[i], per_run_init[i], data, models[0].k, s)
+        )
     device = s.device or ref.device
     for model in models:
         model.to(device)
-    groups: Dict[Tuple[int, int], List[int]] = {}  # runs alike: as many points, as many of them labeled
+    groups: Dict[
+        Tuple[int, int], List[int]
+    ] = {}  # runs alike: as many points, as many of them labeled
     for i, run in enumerate(runs):
         groups.setdefault((run.x.shape[0], run.labeled.numel()), []).append(i)
     width = max_parallel or _runs_that_fit(models[0], s, device)
-    if models[0].config["custom_components"]:  # flows of unknown structure cannot be stacked
+    if models[0].config[
+        "custom_components"
+    ]:  # flows of unknown structure cannot be stacked
         width = 1
     for members in groups.values():
         for start in range(0, len(members), width):
             chosen = members[start : start + width]
-            _Loop([models[i] for i in chosen], [runs[i] for i in chosen], device, s).train()
+            _Loop(
+                [models[i] for i in chosen], [runs[i] for i in chosen], device, s
+            ).train()
     return [run.history for run in runs]
 
 
@@ -402,18 +458,30 @@ def _is_per_run_data(x: Any, runs: int) -> bool:
     )
 
 
-def _new_run(index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings) -> _Run:
+def _new_run(
+    index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings
+) -> _Run:
     n = x.shape[0]
-    y = torch.full((n,), -1, dtype=torch.long) if labels is None else as_labels(labels, n, k, "labels").cpu()
+    y = (
+        torch.full((n,), -1, dtype=torch.long)
+        if labels is None
+        else as_labels(labels, n, k, "labels").cpu()
+    )
     labeled = (y >= 0).nonzero(as_tuple=True)[0]
     unlabeled = (y < 0).nonzero(as_tuple=True)[0]
     where = f" (run {index})" if index else ""
     if labeled.numel() == 1:
-        raise ValueError(f"labels{where} mark one point: label at least two points (batch norm needs two), or none")
+        raise ValueError(
+            f"labels{where} mark one point: label at least two points (batch norm needs two), or none"
+        )
     if s.pretrain_epochs and labeled.numel() < 2:
-        raise ValueError("pretrain_epochs needs at least two labeled points (labels >= 0)")
+        raise ValueError(
+            "pretrain_epochs needs at least two labeled points (labels >= 0)"
+        )
     if unlabeled.numel() == 1 or (unlabeled.numel() == 0 and labeled.numel() < 2):
-        raise ValueError("x needs at least two points to train on (batch norm needs two)")
+        raise ValueError(
+            "x needs at least two points to train on (batch norm needs two)"
+        )
     return _Run(
         index=index,
         seed=seed,
@@ -439,7 +507,9 @@ def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
         for m in model.modules()
         if isinstance(m, (StackedLinear, nn.Linear))
     )
-    per_run = model.prior_logits.element_size() * (4 * params + 3 * 4 * s.batch_size * outputs)
+    per_run = model.prior_logits.element_size() * (
+        4 * params + 3 * 4 * s.batch_size * outputs
+    )
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
@@ -453,17 +523,23 @@ def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
 class _Loop:
     """The one training loop: every phase, for one run or many (a :class:`SingleRun` or :class:`RunStack`)."""
 
-    def __init__(self, models: List[VMoNF], runs: List[_Run], device: torch.device, s: _Settings) -> None:
+    def __init__(
+        self, models: List[VMoNF], runs: List[_Run], device: torch.device, s: _Settings
+    ) -> None:
         self.models, self.runs, self.s = models, runs, s
         first = runs[0].x
         if all(run.x is first for run in runs):  # one data set for all: a view, no copy
             self.x = first.to(device).expand(len(runs), *first.shape)
         else:
             self.x = torch.stack([run.x for run in runs]).to(device)
-        self.rows = torch.arange(len(runs), device=device).unsqueeze(1)  # x[rows, idx]: run r's points idx[r]
+        self.rows = torch.arange(len(runs), device=device).unsqueeze(
+            1
+        )  # x[rows, idx]: run r's points idx[r]
         self.stack = SingleRun(models[0]) if len(models) == 1 else RunStack(models)
         self.with_init = runs[0].init is not None
-        self.optimizer = self._adam(s.init_lr if self.with_init and s.init_lr is not None else s.lr)
+        self.optimizer = self._adam(
+            s.init_lr if self.with_init and s.init_lr is not None else s.lr
+        )
         self.steps = 0
         self.label = "" if len(runs) == 1 else f" ({len(runs)} runs)"
 
@@ -477,12 +553,24 @@ class _Loop:
             if self.with_init:
                 every = torch.arange(self.x.shape[1])
                 for epoch in self._epochs("init", s.init_epochs):
-                    self._supervised_epoch("init", epoch, [every] * len(self.runs), [r.init for r in self.runs])
+                    self._supervised_epoch(
+                        "init",
+                        epoch,
+                        [every] * len(self.runs),
+                        [r.init for r in self.runs],
+                    )
                 self._record_agreement()
-                if s.init_lr is not None:  # the later phases train at lr, with Adam's moments started afresh
+                if (
+                    s.init_lr is not None
+                ):  # the later phases train at lr, with Adam's moments started afresh
                     self.optimizer = self._adam(s.lr)
             for epoch in self._epochs("pretrain", s.pretrain_epochs):
-                means = self._supervised_epoch("pretrain", epoch, [r.labeled for r in self.runs], [r.targets for r in self.runs])
+                means = self._supervised_epoch(
+                    "pretrain",
+                    epoch,
+                    [r.labeled for r in self.runs],
+                    [r.targets for r in self.runs],
+                )
                 for run, mean in zip(self.runs, means):
                     run.history.pretrain_loss.append(mean)
             bar = self._epochs("main", s.epochs)
@@ -491,7 +579,12 @@ class _Loop:
                 if self.runs[0].unlabeled.numel():
                     means = self._unlabeled_epoch(epoch)
                 else:
-                    means = self._supervised_epoch("main", epoch, [r.labeled for r in self.runs], [r.targets for r in self.runs])
+                    means = self._supervised_epoch(
+                        "main",
+                        epoch,
+                        [r.labeled for r in self.runs],
+                        [r.targets for r in self.runs],
+                    )
                 seconds, temperature = time.perf_counter() - start, self._temperature()
                 for run, mean in zip(self.runs, means):
                     run.history.loss.append(mean)
@@ -499,7 +592,9 @@ class _Loop:
                     run.history.seconds.append(seconds)
                     run.history.steps = self.steps
                 if s.progress:
-                    bar.set_postfix(loss=f"{sum(means) / len(means):.3f}", T=f"{temperature:.3f}")
+                    bar.set_postfix(
+                        loss=f"{sum(means) / len(means):.3f}", T=f"{temperature:.3f}"
+                    )
                 if s.callback is not None:
                     self._call_back(epoch)
         finally:
@@ -508,7 +603,12 @@ class _Loop:
                 model.eval()
 
     def _epochs(self, phase: str, count: int) -> Any:
-        return trange(1, count + 1, desc=phase + self.label, disable=not self.s.progress or not count)
+        return trange(
+            1,
+            count + 1,
+            desc=phase + self.label,
+            disable=not self.s.progress or not count,
+        )
 
     def _temperature(self) -> float:
         """The schedule's temperature at the current step (floored at MIN_TEMPERATURE where it divides)."""
@@ -516,13 +616,22 @@ class _Loop:
 
     def _batches(self, index_sets: List[Tensor]) -> List[Tensor]:
         """One epoch's batches, ``(R, B)`` indices into x: each run shuffles its own set."""
-        order = torch.stack([idx[torch.randperm(idx.numel(), generator=r.generator)] for idx, r in zip(index_sets, self.runs)])
+        order = torch.stack(
+            [
+                idx[torch.randperm(idx.numel(), generator=r.generator)]
+                for idx, r in zip(index_sets, self.runs)
+            ]
+        )
         parts = list(order.to(self.x.device).split(self.s.batch_size, dim=1))
-        if len(parts) > 1 and parts[-1].shape[1] < 2:  # batch norm cannot use a batch of one
+        if (
+            len(parts) > 1 and parts[-1].shape[1] < 2
+        ):  # batch norm cannot use a batch of one
             parts.pop()
         return parts
 
-    def _supervised_epoch(self, phase: str, epoch: int, index_sets: List[Tensor], targets: List[Tensor]) -> List[float]:
+    def _supervised_epoch(
+        self, phase: str, epoch: int, index_sets: List[Tensor], targets: List[Tensor]
+    ) -> List[float]:
         """An epoch of the labeled loss: the init, pretrain and labeled-only main phases."""
         by_point = torch.full((self.x.shape[1],), -1, dtype=torch.long)
         lookup = []
@@ -530,7 +639,9 @@ class _Loop:
             table = by_point.clone()
             table[idx] = t
             lookup.append(table)
-        lookup_all = torch.stack(lookup).to(self.x.device)  # (R, N): each run's target of every point
+        lookup_all = torch.stack(lookup).to(
+            self.x.device
+        )  # (R, N): each run's target of every point
         totals = [0.0] * len(self.runs)
         batches = self._batches(index_sets)
         for i, idx in enumerate(batches, 1):
@@ -547,25 +658,51 @@ class _Loop:
         for i, idx in enumerate(batches, 1):
             self.steps += 1
             temperature = max(self._temperature(), MIN_TEMPERATURE)
-            for r, value in enumerate(self._step(lambda idx=idx, t=temperature: self._main_loss(idx, t), "main", epoch, i)):
+            for r, value in enumerate(
+                self._step(
+                    lambda idx=idx, t=temperature: self._main_loss(idx, t),
+                    "main",
+                    epoch,
+                    i,
+                )
+            ):
                 totals[r] += value
         return [t / len(batches) for t in totals]
 
     def _main_loss(self, idx: Tensor, temperature: float) -> Tensor:
         """Per run: the unlabeled loss, the consistency term, and a batch of labeled points."""
         s, x = self.s, self.x[self.rows, idx]
-        log_q = None if s.objective == "exact" else tempered_log_q(self.stack.logits(x), temperature)
+        log_q = (
+            None
+            if s.objective == "exact"
+            else tempered_log_q(self.stack.logits(x), temperature)
+        )
         loss = unlabeled_loss(self.stack.joint(x), log_q, s.objective).mean(1)
         if s.consistency:
             with torch.no_grad():
                 target = tempered_log_q(self.stack.logits(x), temperature)
-            noise = torch.stack([torch.randn(x.shape[1:], generator=r.generator, dtype=x.dtype) for r in self.runs])
-            perturbed = tempered_log_q(self.stack.logits(x + s.consistency_noise * noise.to(x.device)), temperature)
+            noise = torch.stack(
+                [
+                    torch.randn(x.shape[1:], generator=r.generator, dtype=x.dtype)
+                    for r in self.runs
+                ]
+            )
+            perturbed = tempered_log_q(
+                self.stack.logits(x + s.consistency_noise * noise.to(x.device)),
+                temperature,
+            )
             loss = loss + s.consistency * consistency_kl(target, perturbed).mean(1)
         if self.runs[0].labeled.numel() >= 2:
-            draws = [torch.randperm(r.labeled.numel(), generator=r.generator)[: s.batch_size] for r in self.runs]
-            picks = torch.stack([r.labeled[d] for r, d in zip(self.runs, draws)]).to(x.device)
-            targets = torch.stack([r.targets[d] for r, d in zip(self.runs, draws)]).to(x.device)
+            draws = [
+                torch.randperm(r.labeled.numel(), generator=r.generator)[: s.batch_size]
+                for r in self.runs
+            ]
+            picks = torch.stack([r.labeled[d] for r, d in zip(self.runs, draws)]).to(
+                x.device
+            )
+            targets = torch.stack([r.targets[d] for r, d in zip(self.runs, draws)]).to(
+                x.device
+            )
             loss = loss + self._labeled(picks, targets).mean(1)
         return loss
 
@@ -574,7 +711,9 @@ class _Loop:
         logits = None if self.s.objective == "exact" else self.stack.logits(x)
         return labeled_loss(self.stack.joint(x), logits, targets, self.s.objective)
 
-    def _step(self, loss_of_runs: Callable[[], Tensor], phase: str, epoch: int, index: int) -> List[float]:
+    def _step(
+        self, loss_of_runs: Callable[[], Tensor], phase: str, epoch: int, index: int
+    ) -> List[float]:
         """One optimizer step on every run; a non-finite loss undoes the step's batch-norm updates."""
         saved = self.stack.snapshot()
         try:
@@ -599,7 +738,9 @@ class _Loop:
     @torch.no_grad()
     def _clip(self, max_norm: float) -> None:
         """Each run's gradients scaled to a norm of at most ``max_norm`` (as clip_grad_norm_ does per model)."""
-        grads = self.stack.run_views([p.grad for p in self.stack.parameters() if p.grad is not None])
+        grads = self.stack.run_views(
+            [p.grad for p in self.stack.parameters() if p.grad is not None]
+        )
         norms = torch.stack([g.pow(2).sum(1) for g in grads]).sum(0).sqrt()
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)
         for g in grads:
@@ -609,7 +750,9 @@ class _Loop:
         self.stack.write_back()
         for model, run, x in zip(self.models, self.runs, self.x):
             assign = run.init.to(x.device)
-            run.history.init_agreement = _agreement(model, x, assign, exact=self.s.objective == "exact")
+            run.history.init_agreement = _agreement(
+                model, x, assign, exact=self.s.objective == "exact"
+            )
         self.stack.train()
 
     def _call_back(self, epoch: int) -> None:
@@ -631,7 +774,9 @@ def _adam(params: List[Tensor], lr: float, weight_decay: float) -> torch.optim.A
 
 
 @torch.no_grad()
-def _agreement(model: VMoNF, x: Tensor, assign: Tensor, exact: bool, chunk: int = 4096) -> float:
+def _agreement(
+    model: VMoNF, x: Tensor, assign: Tensor, exact: bool, chunk: int = 4096
+) -> float:
     """Fraction of ``x`` that ``model.predict`` (eval mode, in chunks) puts where ``assign`` does."""
     model.eval()
     pairs = zip(x.split(chunk), assign.split(chunk))
@@ -639,7 +784,9 @@ def _agreement(model: VMoNF, x: Tensor, assign: Tensor, exact: bool, chunk: int 
     return hits / x.shape[0]
 
 
-def _initial_assignment(init: Any, x: Tensor, k: int, seed: Optional[int]) -> Optional[Tensor]:
+def _initial_assignment(
+    init: Any, x: Tensor, k: int, seed: Optional[int]
+) -> Optional[Tensor]:
     """``None``, or initial cluster indices ``(N,)`` on the CPU."""
     if init is None:
         return None
@@ -656,8 +803,77 @@ def _schedule(temperature: Schedule) -> Callable[[int], float]:
     if temperature is None:
         return lambda step: 1.0
     if isinstance(temperature, (bool, np.bool_)):
-        raise TypeError(f"temperature must be a number, None or a schedule step -> T, got {temperature!r}")
+        raise TypeError(
+            f"temperature must be a number, None or a schedule step -> T, got {temperature!r}"
+        )
     if callable(temperature):
         return lambda step: check_temperature(temperature(step), "temperature(step)")
     value = check_temperature(temperature)
     return lambda step: value
+
+
+def fit_density(
+    model: Union[nn.Module, Callable[[Tensor], Tensor]],
+    data: Tensor,
+    *,
+    steps: int,
+    batch_size: int = 512,
+    lr: float = 5e-3,
+    seed: int = 0,
+    parameters: Optional[Sequence[Tensor]] = None,
+) -> Tuple[List[float], float]:
+    """Minibatch maximum likelihood with Adam for a single density: ``(losses, ms per step)``
+    (chapter 2; chapter 3 reuses it for the autoregressive flows).
+
+    ``model`` is a module with ``log_prob`` (trained in train mode, left in eval mode) or a
+    function ``log_prob(x)`` together with its ``parameters``. Minibatches are drawn with
+    replacement from a generator seeded by ``seed``, so two models given the same seed see the
+    same batches.
+
+    >>> import torch
+    >>> shift = torch.zeros(2, requires_grad=True)
+    >>> log_prob = lambda x: -0.5 * ((x - shift) ** 2).sum(1)
+    >>> losses, _ = fit_density(log_prob, torch.ones(64, 2), steps=200, lr=0.05, parameters=[shift])
+    >>> round(losses[-1], 3), [round(v, 2) for v in shift.tolist()]
+    (0.0, [1.0, 1.0])
+    """
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    data = as_data(data)
+    module = model if isinstance(model, nn.Module) else None
+    if module is not None:
+        log_prob = module.log_prob
+        parameters = (
+            list(module.parameters()) if parameters is None else list(parameters)
+        )
+    elif callable(model):
+        log_prob = model
+        if parameters is None:
+            raise ValueError(
+                "fit_density needs the parameters to train when the model is a function"
+            )
+        parameters = list(parameters)
+    else:
+        raise TypeError(
+            f"model must be a module with log_prob or a function, got {type(model).__name__}"
+        )
+    optimizer = torch.optim.Adam(parameters, lr=check_number(lr, "lr", positive=True))
+    batches = torch.Generator().manual_seed(int(seed))
+    if module is not None:
+        module.train()
+    losses: List[float] = []
+    start = time.perf_counter()
+    try:
+        for _ in range(steps):
+            idx = torch.randint(len(data), (batch_size,), generator=batches).to(
+                data.device
+            )
+            loss = -log_prob(data[idx]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        if module is not None:
+            module.eval()
+    return losses, 1e3 * (time.perf_counter() - start) / steps

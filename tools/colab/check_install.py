@@ -41,10 +41,24 @@ TORCH = os.environ.get("TORCH", "torch==2.13.0")
 # What the install cell may add; nothing else may change.
 INSTALLED_BY_THE_CELL = {"vmonf-mini", "normflows"}
 # Replaced while Colab's kernel runs, these ask for a restart (ipywidgets: the front end renders 7 only).
-PROTECTED = {"ipykernel", "ipython", "jupyter-client", "jupyter-core", "traitlets", "tornado", "pyzmq",
-             "ipywidgets", "widgetsnbextension", "jupyterlab-widgets", "torch", "numpy"}
+PROTECTED = {
+    "ipykernel",
+    "ipython",
+    "jupyter-client",
+    "jupyter-core",
+    "traitlets",
+    "tornado",
+    "pyzmq",
+    "ipywidgets",
+    "widgetsnbextension",
+    "jupyterlab-widgets",
+    "torch",
+    "numpy",
+}
 # The repository URL as an install cell names it, with an optional @ref (a literal or {VMONF_REF}).
-REPO_URL = re.compile(r"git\+https://github\.com/vmonf-book/vmonf-mini(?:\.git)?(?:@[^\"'\s]*)?")
+REPO_URL = re.compile(
+    r"git\+https://github\.com/vmonf-book/vmonf-mini(?:\.git)?(?:@[^\"'\s]*)?"
+)
 
 
 def canonical(name: str) -> str:
@@ -56,8 +70,11 @@ def diff(before: Dict[str, str], after: Dict[str, str]) -> Dict[str, List[str]]:
     return {
         "added": [f"{n} {after[n]}" for n in sorted(set(after) - set(before))],
         "removed": [f"{n} {before[n]}" for n in sorted(set(before) - set(after))],
-        "changed": [f"{n} {before[n]} -> {after[n]}" for n in sorted(set(before) & set(after))
-                    if before[n] != after[n]],
+        "changed": [
+            f"{n} {before[n]} -> {after[n]}"
+            for n in sorted(set(before) & set(after))
+            if before[n] != after[n]
+        ],
     }
 
 
@@ -69,7 +86,10 @@ def problems_with(before: Dict[str, str], after: Dict[str, str]) -> List[str]:
             continue
         if name in before and name in after:
             what = f"replaced {name} {before[name]} -> {after[name]}"
-            found.append(what + (" (a package the kernel has loaded)" if name in PROTECTED else ""))
+            found.append(
+                what
+                + (" (a package the kernel has loaded)" if name in PROTECTED else "")
+            )
         elif name in before:
             found.append(f"removed {name} {before[name]}")
         elif name not in INSTALLED_BY_THE_CELL:
@@ -85,7 +105,11 @@ def point_install_at(nb_cells: List[dict], target: str) -> int:
     for cell in nb_cells:
         if cell.get("cell_type") != "code":
             continue
-        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        text = (
+            "".join(cell["source"])
+            if isinstance(cell["source"], list)
+            else cell["source"]
+        )
         new, n = REPO_URL.subn(lambda _: target, text)
         if n:
             cell["source"] = new
@@ -99,8 +123,11 @@ def env_python(env: Path) -> Path:
 
 
 def find_python311() -> str:
-    for candidate in (os.environ.get("COLAB_PYTHON"), shutil.which("python3.11"),
-                      "/root/.pyenv/versions/3.11.7/bin/python3.11"):
+    for candidate in (
+        os.environ.get("COLAB_PYTHON"),
+        shutil.which("python3.11"),
+        "/root/.pyenv/versions/3.11.7/bin/python3.11",
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     raise SystemExit("no Python 3.11 found: set COLAB_PYTHON to one")
@@ -113,35 +140,84 @@ def make_env(env: Path) -> None:
         return
     if not env_python(env).exists():
         subprocess.run([find_python311(), "-m", "venv", str(env)], check=True)
-    print(f"installing {TORCH} and {CONSTRAINTS.relative_to(ROOT)} into {env}", flush=True)
-    subprocess.run([str(env_python(env)), "-m", "pip", "install", "-q", TORCH, "-r", str(CONSTRAINTS)], check=True)
+    print(
+        f"installing {TORCH} and {CONSTRAINTS.relative_to(ROOT)} into {env}", flush=True
+    )
+    subprocess.run(
+        [
+            str(env_python(env)),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            TORCH,
+            "-r",
+            str(CONSTRAINTS),
+        ],
+        check=True,
+    )
     stamp.write_text(wanted, encoding="utf-8")
 
 
 def build_wheel(env: Path, out: Path) -> Path:
-    subprocess.run([str(env_python(env)), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True)
+    subprocess.run(
+        [
+            str(env_python(env)),
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+    )
     wheels = sorted(out.glob("vmonf_mini-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one wheel in {out}, found {wheels}")
-    with zipfile.ZipFile(wheels[0]) as wheel:  # the data the headers read on a GPU (package-data)
+    with zipfile.ZipFile(
+        wheels[0]
+    ) as wheel:  # the data the headers read on a GPU (package-data)
         if "vmonf_mini/budget_times.json" not in wheel.namelist():
             raise SystemExit(f"{wheels[0].name} lacks vmonf_mini/budget_times.json")
     return wheels[0]
 
 
 def snapshot(env: Path) -> Dict[str, str]:
-    code = ("import importlib.metadata as m, json; print(json.dumps("
-            "{d.metadata['Name']: d.version for d in m.distributions()}))")
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps("
+        "{d.metadata['Name']: d.version for d in m.distributions()}))"
+    )
     # -I: not this checkout's vmonf_mini.egg-info (the current directory is not on the path)
-    out = subprocess.run([str(env_python(env)), "-I", "-c", code], check=True, capture_output=True, text=True,
-                         cwd=str(env)).stdout
+    out = subprocess.run(
+        [str(env_python(env)), "-I", "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(env),
+    ).stdout
     return {canonical(k): v for k, v in json.loads(out).items()}
 
 
 def uninstall_book_packages(env: Path) -> None:
-    subprocess.run([str(env_python(env)), "-I", "-m", "pip", "uninstall", "-q", "-y", "vmonf_mini", "normflows"],
-                   check=True, capture_output=True, cwd=str(env))
+    subprocess.run(
+        [
+            str(env_python(env)),
+            "-I",
+            "-m",
+            "pip",
+            "uninstall",
+            "-q",
+            "-y",
+            "vmonf_mini",
+            "normflows",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=str(env),
+    )
 
 
 # ------------------------------------------------------------------------- one chapter, in the env
@@ -154,7 +230,12 @@ def run_one(path: Path, target: str, timeout: int) -> int:
     if point_install_at(nb.cells, target) == 0:
         print(f"{path.name}: no install cell names the repository URL", file=sys.stderr)
         return 2
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     status = 0
     try:
         client.execute()
@@ -183,7 +264,11 @@ def numpy_copy_warnings(nb_cells: List[dict]) -> List[str]:
     """The ids of the cells whose output shows NumPy 2's copy-keyword warning."""
     found = []
     for cell in nb_cells:
-        text = "".join(str(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        text = "".join(
+            str(o.get("text", ""))
+            for o in cell.get("outputs", [])
+            if o.get("output_type") == "stream"
+        )
         if NUMPY_COPY_WARNING in text:
             found.append(str(cell.get("id")))
     return found
@@ -209,45 +294,84 @@ def check(env: Path, chapters: List[Path], wheel: Optional[Path], timeout: int) 
             uninstall_book_packages(env)
             before = snapshot(env)
             start = time.perf_counter()
-            environ = dict(os.environ, VMONF_BUDGET="smoke", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
-                           VMONF_DATA_DIR=os.environ.get("VMONF_DATA_DIR", str(ROOT / "data")),
-                           PYTHONNOUSERSITE="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-                           PYTHONWARNINGS=WARNINGS_FILTER, PYDEVD_DISABLE_FILE_VALIDATION="1")
+            environ = dict(
+                os.environ,
+                VMONF_BUDGET="smoke",
+                MPLBACKEND="Agg",
+                OMP_NUM_THREADS="1",
+                VMONF_DATA_DIR=os.environ.get("VMONF_DATA_DIR", str(ROOT / "data")),
+                PYTHONNOUSERSITE="1",
+                PIP_DISABLE_PIP_VERSION_CHECK="1",
+                PYTHONWARNINGS=WARNINGS_FILTER,
+                PYDEVD_DISABLE_FILE_VALIDATION="1",
+            )
             environ.pop("VIRTUAL_ENV", None)
             environ.pop("PYTHONPATH", None)
-            run = subprocess.run([str(env_python(env)), str(Path(__file__).resolve()), "--run-one", str(path),
-                                  "--target", target, "--timeout", str(timeout)],
-                                 cwd=str(path.parent), env=environ, capture_output=True, text=True)
+            run = subprocess.run(
+                [
+                    str(env_python(env)),
+                    str(Path(__file__).resolve()),
+                    "--run-one",
+                    str(path),
+                    "--target",
+                    target,
+                    "--timeout",
+                    str(timeout),
+                ],
+                cwd=str(path.parent),
+                env=environ,
+                capture_output=True,
+                text=True,
+            )
             seconds = time.perf_counter() - start
             after = snapshot(env)
             changes = diff(before, after)
             first_diff = first_diff or changes
             trouble = problems_with(before, after)
             if run.returncode:
-                trouble.append("the chapter failed:\n    " + "\n    ".join(run.stderr.strip().splitlines()[-15:]))
-            warned = [line[len(WARNING_PREFIX):].strip() for line in run.stdout.splitlines() if line.startswith(WARNING_PREFIX)]
+                trouble.append(
+                    "the chapter failed:\n    "
+                    + "\n    ".join(run.stderr.strip().splitlines()[-15:])
+                )
+            warned = [
+                line[len(WARNING_PREFIX) :].strip()
+                for line in run.stdout.splitlines()
+                if line.startswith(WARNING_PREFIX)
+            ]
             new_warnings = [w for w in warned if w not in known]
-            trouble += [f"NumPy 2 copy-keyword warning in cell {w}: a torch tensor passed to matplotlib or NumPy "
-                        "(call .numpy() first)" for w in new_warnings]
+            trouble += [
+                f"NumPy 2 copy-keyword warning in cell {w}: a torch tensor passed to matplotlib or NumPy "
+                "(call .numpy() first)"
+                for w in new_warnings
+            ]
             listed += [w for w in warned if w in known]
             status = "ok" if not trouble else "FAILED"
             added = ", ".join(changes["added"]) or "nothing"
-            print(f"  {status:6s} {path.stem}: {seconds:.0f} s; the install cell added {added}", flush=True)
+            print(
+                f"  {status:6s} {path.stem}: {seconds:.0f} s; the install cell added {added}",
+                flush=True,
+            )
             for t in trouble:
                 print(f"         {t}", flush=True)
             if trouble:
                 failed.append(path.stem)
         if first_diff is not None:
-            print("\nDependency diff of the install cell (first chapter, from a runtime without the book's packages):")
+            print(
+                "\nDependency diff of the install cell (first chapter, from a runtime without the book's packages):"
+            )
             for kind in ("added", "removed", "changed"):
                 print(f"  {kind}: {', '.join(first_diff[kind]) or 'none'}")
         if listed:
-            print(f"\nNumPy 2 copy-keyword warnings in cells listed in {KNOWN_WARNINGS.name} (to fix): {', '.join(listed)}")
+            print(
+                f"\nNumPy 2 copy-keyword warnings in cells listed in {KNOWN_WARNINGS.name} (to fix): {', '.join(listed)}"
+            )
         uninstall_book_packages(env)
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
         return 1
-    print(f"\nall {len(chapters)} chapter(s) ran in the Colab-like environment; no installed package was replaced")
+    print(
+        f"\nall {len(chapters)} chapter(s) ran in the Colab-like environment; no installed package was replaced"
+    )
     return 0
 
 
@@ -262,9 +386,21 @@ def chapters(only: Optional[List[str]]) -> List[Path]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", type=Path, default=ROOT / ".venv-colab", help="the Colab-like venv (made when missing)")
-    parser.add_argument("--only", action="append", help="a chapter's name or prefix (repeatable)")
-    parser.add_argument("--wheel", type=Path, default=None, help="install this wheel instead of building one")
+    parser.add_argument(
+        "--env",
+        type=Path,
+        default=ROOT / ".venv-colab",
+        help="the Colab-like venv (made when missing)",
+    )
+    parser.add_argument(
+        "--only", action="append", help="a chapter's name or prefix (repeatable)"
+    )
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        default=None,
+        help="install this wheel instead of building one",
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
