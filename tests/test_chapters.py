@@ -64,3 +64,28 @@ def test_sliders_are_left_out_of_the_html_book(path):
             assert after and "plt.subplots(" in after[0], (
                 f"no figure after the slider in {path.stem}"
             )
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_number_the_prose_pastes_is_glued_by_the_chapter(path):
+    """A ``{glue:text}`key``` in the prose needs a ``glue("key", ...)`` in the same chapter's
+    code (the strict build would fail on it too, but only after executing every chapter)."""
+    markdown = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+    glued = set(re.findall(r"""glue\(\s*f?["']([^"'{]+)["']""", code))
+    prefixes = set(re.findall(r"""glue\(\s*f["']([^"'{]+)\{""", code))  # f"acc_{name}"
+    for key in GLUE_ROLE.findall(markdown):
+        assert key in glued or any(key.startswith(p) for p in prefixes), (
+            f"{path.stem}: the prose pastes {key!r}, which no cell glues"
+        )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_the_prose_names_no_size_table_entry(path):
+    """The prose says what a size is ("200 epochs", pasted by glue), never ``SIZE["epochs"]``."""
+    for cell in cells(path):
+        if cell["cell_type"] == "markdown":
+            assert "SIZE[" not in source(cell), f"{path.stem}: {source(cell)[:80]!r}"

@@ -59,6 +59,7 @@ __all__ = [
     "median_range",
     "MarkdownTable",
     "markdown_table",
+    "glue",
 ]
 
 BUDGETS = ("smoke", "default", "full")
@@ -284,3 +285,25 @@ def markdown_table(
             )
         lines.append("| " + " | ".join(cells) + " |")
     return MarkdownTable("\n".join(lines))
+
+
+def glue(name: str, value: Any, fmt: str = "") -> Any:
+    """Hand a number computed by the run to the prose: the HTML book pastes it where the text
+    says ``{glue:text}`name``` (myst-nb's glue; chapters 4-9). Returns ``value``.
+
+    Where myst-nb is not installed (Colab), the value is printed instead, as ``name = value``
+    (formatted with ``fmt``), so that a reader of the notebook sees the number the text cites.
+
+    >>> import sys; sys.modules["myst_nb"] = None    # as on Colab, where myst-nb is absent
+    >>> glue("accuracy", 0.98765, ".3f")
+    accuracy = 0.988
+    0.98765
+    >>> del sys.modules["myst_nb"]
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        print(f"{name} = {value:{fmt}}")
+    else:
+        myst_glue(name, value, display=False)
+    return value
