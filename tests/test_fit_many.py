@@ -229,3 +229,21 @@ def test_fit_many_takes_data_sets_of_different_sizes_and_trains_them_in_turn():
         fit_many(
             [_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1
         )
+
+
+def test_each_trained_model_owns_its_tensors():
+    """Defect 3 of the original code kept "the best parameters" as references to the live
+    state, so they changed with training. Here every model holds its own copy: training one
+    of them further leaves the others, and what was read before, untouched."""
+    x, _ = pinwheel(64, seed=0)
+    models = [_model(s) for s in range(3)]
+    fit_many(models, x.double(), seeds=[0, 1, 2], epochs=1, batch_size=64, progress=False)
+    pointers = [
+        {t.untyped_storage().data_ptr() for t in m.state_dict().values()} for m in models
+    ]
+    assert not (pointers[0] & pointers[1]) and not (pointers[1] & pointers[2])
+    kept = [copy.deepcopy(m.state_dict()) for m in models[1:]]
+    fit(models[0], x.double(), seed=5, epochs=1, batch_size=64, progress=False)
+    for model, state in zip(models[1:], kept):
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, state[name]), name
