@@ -37,6 +37,7 @@ from .checks import (
     check_positive_int,
     check_temperature,
 )
+from . import objectives
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
 __all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
@@ -53,6 +54,23 @@ _FLOW_DEFAULTS = {
     "maf": dict(blocks=5, hidden=200),
 }
 Prior = Union[None, str, Sequence[float], Tensor]
+
+
+def built_in_flows(config: Dict[str, Any], k: int) -> StackedFlow:
+    """The K stacked flows that a :class:`VMoNF` with this ``config`` builds; ``k`` may differ
+    from the config's (``fit_many`` stacks R models' components as R*K flows)."""
+    if config["flow"] == "realnvp":
+        return realnvp(
+            config["dim"], k, config["blocks"], config["hidden"], config["batch_norm"]
+        )
+    return maf(
+        config["dim"],
+        k,
+        config["blocks"],
+        config["hidden"],
+        config["batch_norm"],
+        config["log_scale_bound"],
+    )
 
 
 def _encoder(
@@ -288,10 +306,8 @@ class VMoNF(nn.Module):
                     f"components must hold k={k} flows, got {len(components)}"
                 )
             self.components = FlowList(list(components))
-        elif flow == "realnvp":
-            self.components = realnvp(dim, k, blocks, hidden, batch_norm)
         else:
-            self.components = maf(dim, k, blocks, hidden, batch_norm, log_scale_bound)
+            self.components = built_in_flows(self.config, k)
         self.encoder = _encoder(dim, k, encoder_hidden, encoder_batch_norm)
         self._init_prior(prior, k)
 
@@ -426,7 +442,7 @@ class VMoNF(nn.Module):
 
     def _elbo(self, x: Tensor, temperature: float) -> Tensor:
         log_q, joint = self._log_q(x, temperature), self._joint(x)
-        elbo = (log_q.exp() * (joint - log_q)).sum(dim=1)
+        elbo = objectives.elbo(joint, log_q)
         if bool(
             torch.isnan(elbo).any()
         ):  # rare: far out in the tails, where log p(x) = -inf

@@ -25,9 +25,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from .flows import StackedFlow, maf, realnvp
 from .layers import StackedLinear
-from .mixture import VMoNF
+from .mixture import VMoNF, built_in_flows
 
 __all__ = ["RunStack", "SingleRun", "first_difference"]
 
@@ -79,8 +78,22 @@ class _Runs(nn.Module):
         return [t.reshape(self.runs, -1) for t in tensors]
 
     def snapshot(self) -> List[Tensor]:
-        """Copies of the running statistics, to undo a failed step with ``restore``."""
-        return [t.clone() for t in _state_tensors(self)]
+        """Copies of the running statistics, to undo a failed step with ``restore``.
+
+        The copies go into buffers kept from the previous call (one fused copy per step)."""
+        live = _state_tensors(self)
+        saved = getattr(self, "_saved", None)
+        kind = [(t.shape, t.dtype, t.device) for t in live]
+        if saved is None or [(t.shape, t.dtype, t.device) for t in saved] != kind:
+            saved = self._saved = [t.clone() for t in live]
+        elif live:
+            with torch.no_grad():
+                if hasattr(torch, "_foreach_copy_"):
+                    torch._foreach_copy_(saved, live)
+                else:  # pragma: no cover - torch < 2.2
+                    for s, t in zip(saved, live):
+                        s.copy_(t)
+        return saved
 
     def restore(self, saved: List[Tensor]) -> None:
         with torch.no_grad():
@@ -202,21 +215,6 @@ class _StackedEncoder(nn.Module):
             stacked.write_back(group)
 
 
-def _flows(config: Dict, k: int) -> StackedFlow:
-    if config["flow"] == "realnvp":
-        return realnvp(
-            config["dim"], k, config["blocks"], config["hidden"], config["batch_norm"]
-        )
-    return maf(
-        config["dim"],
-        k,
-        config["blocks"],
-        config["hidden"],
-        config["batch_norm"],
-        config["log_scale_bound"],
-    )
-
-
 class RunStack(_Runs):
     """R models of one architecture (built-in flows) as one module of R*K stacked components.
 
@@ -224,9 +222,10 @@ class RunStack(_Runs):
     consume torch's global random numbers.
     """
 
-    def __init__(self, models: Sequence[VMoNF]) -> None:
+    def __init__(self, models: Sequence[VMoNF], checked: bool = False) -> None:
+        """``checked``: the caller has already compared the models (``fit_many`` does)."""
         super().__init__()
-        problem = first_difference(models)
+        problem = "" if checked else first_difference(models)
         if problem:
             raise ValueError(f"fit_many needs models of one architecture: {problem}")
         if models[0].config["custom_components"]:
@@ -239,7 +238,7 @@ class RunStack(_Runs):
             torch.random.fork_rng(devices=[]),
             torch.no_grad(),
         ):  # its initial values are overwritten
-            self.components = _flows(models[0].config, self.runs * self.k).to(
+            self.components = built_in_flows(models[0].config, self.runs * self.k).to(
                 dtype=ref.dtype, device=ref.device
             )
             self._shared = self._copy_components_in()

@@ -535,7 +535,10 @@ class _Loop:
         self.rows = torch.arange(len(runs), device=device).unsqueeze(
             1
         )  # x[rows, idx]: run r's points idx[r]
-        self.stack = SingleRun(models[0]) if len(models) == 1 else RunStack(models)
+        # the models were compared once, in _fit_runs
+        self.stack = (
+            SingleRun(models[0]) if len(models) == 1 else RunStack(models, checked=True)
+        )
         self.with_init = runs[0].init is not None
         self.optimizer = self._adam(
             s.init_lr if self.with_init and s.init_lr is not None else s.lr
