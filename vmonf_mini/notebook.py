@@ -293,13 +293,16 @@ def glue(name: str, value: Any, fmt: str = "") -> Any:
 
     Where myst-nb is not installed (Colab), the value is printed instead, as ``name = value``
     (formatted with ``fmt``), so that a reader of the notebook sees the number the text cites.
+    NumPy and one-element torch numbers are glued as Python numbers.
 
     >>> import sys; sys.modules["myst_nb"] = None    # as on Colab, where myst-nb is absent
-    >>> glue("accuracy", 0.98765, ".3f")
+    >>> glue("accuracy", np.float64(0.98765), ".3f")
     accuracy = 0.988
     0.98765
     >>> del sys.modules["myst_nb"]
     """
+    if isinstance(value, (np.generic, torch.Tensor)):  # "np.float64(0.98)" cannot be formatted
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
