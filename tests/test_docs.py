@@ -24,7 +24,9 @@ def test_every_test_a_page_cites_exists(page):
     for module, name in CITED.findall(_text(page)):
         tree = ast.parse((ROOT / "tests" / module).read_text(encoding="utf-8"))
         names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert name in names, f"{page.name} cites tests/{module}::{name}, which does not exist"
+        assert name in names, (
+            f"{page.name} cites tests/{module}::{name}, which does not exist"
+        )
 
 
 def test_the_defects_page_defines_all_five_labels():

@@ -237,9 +237,12 @@ def test_each_trained_model_owns_its_tensors():
     of them further leaves the others, and what was read before, untouched."""
     x, _ = pinwheel(64, seed=0)
     models = [_model(s) for s in range(3)]
-    fit_many(models, x.double(), seeds=[0, 1, 2], epochs=1, batch_size=64, progress=False)
+    fit_many(
+        models, x.double(), seeds=[0, 1, 2], epochs=1, batch_size=64, progress=False
+    )
     pointers = [
-        {t.untyped_storage().data_ptr() for t in m.state_dict().values()} for m in models
+        {t.untyped_storage().data_ptr() for t in m.state_dict().values()}
+        for m in models
     ]
     assert not (pointers[0] & pointers[1]) and not (pointers[1] & pointers[2])
     kept = [copy.deepcopy(m.state_dict()) for m in models[1:]]

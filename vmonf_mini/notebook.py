@@ -301,7 +301,9 @@ def glue(name: str, value: Any, fmt: str = "") -> Any:
     0.98765
     >>> del sys.modules["myst_nb"]
     """
-    if isinstance(value, (np.generic, torch.Tensor)):  # "np.float64(0.98)" cannot be formatted
+    if isinstance(
+        value, (np.generic, torch.Tensor)
+    ):  # "np.float64(0.98)" cannot be formatted
         value = value.item()
     try:
         from myst_nb import glue as myst_glue
