@@ -78,3 +78,15 @@ def test_cluster_images_on_the_digits():
     assert (
         fitted.predict(x) == fitted.labels
     ).mean() > 0.95  # new pixels: no dequantization noise
+
+
+def test_cluster_images_takes_the_number_of_gaussian_mixture_starts():
+    x, _ = vm.data.digits()
+    fitted = recipes.cluster_images(
+        x, 5, levels=17, gmm_n_init=1, init_epochs=1, epochs=1
+    )
+    assert fitted.gmm.n_init == 1
+    default = recipes.cluster_images(x, 5, levels=17, init_epochs=1, epochs=1)
+    assert default.gmm.n_init == recipes.IMAGE_RECIPE["gmm_n_init"]
+    with pytest.raises(ValueError):
+        recipes.cluster_images(x, 5, levels=17, gmm_n_init=0)
