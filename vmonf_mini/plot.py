@@ -5,7 +5,7 @@ The original code plotted in training mode, so batch norm used the plot grid's s
 
 The figures take a :class:`~vmonf_mini.VMoNF` or any fitted mixture with scikit-learn's
 methods (``predict_proba``, ``score_samples``, ``sample``): a ``GaussianMixture`` or a
-:class:`~vmonf_mini.MixtureOfFlows` is drawn by the same code, so baselines and models compare
+:class:`~vmonf_mini.estimator.MixtureOfFlows` is drawn by the same code, so baselines and models compare
 panel by panel.
 
 Example:
@@ -49,7 +49,7 @@ PALETTE = plt.get_cmap("tab10").colors
 
 
 class _FittedMixture:
-    """A fitted scikit-learn mixture (``GaussianMixture``, :class:`~vmonf_mini.MixtureOfFlows`)
+    """A fitted scikit-learn mixture (``GaussianMixture``, :class:`~vmonf_mini.estimator.MixtureOfFlows`)
     seen through the few methods of :class:`~vmonf_mini.VMoNF` that the figures call."""
 
     def __init__(self, estimator: Any) -> None:
