@@ -53,9 +53,12 @@ class _FittedMixture:
     seen through the few methods of :class:`~vmonf_mini.VMoNF` that the figures call."""
 
     def __init__(self, estimator: Any) -> None:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(estimator)
         self.estimator = estimator
         self.k = int(estimator.n_components)
-        self.dim = int(np.asarray(estimator.sample(1)[0]).shape[1])
+        self.dim = int(estimator.n_features_in_)
         self._rng = np.random.default_rng(0)
 
     def sample(self, n: int) -> Tuple[torch.Tensor, torch.Tensor]:

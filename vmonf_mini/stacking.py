@@ -80,11 +80,11 @@ class _Runs(nn.Module):
     def snapshot(self) -> List[Tensor]:
         """Copies of the running statistics, to undo a failed step with ``restore``.
 
-        The copies go into buffers kept from the previous call (one fused copy per step)."""
+        The copies go into buffers made by the first call (one fused copy per step); the
+        stack's buffers keep their shapes, dtypes and devices while it trains."""
         live = _state_tensors(self)
         saved = getattr(self, "_saved", None)
-        kind = [(t.shape, t.dtype, t.device) for t in live]
-        if saved is None or [(t.shape, t.dtype, t.device) for t in saved] != kind:
+        if saved is None:
             saved = self._saved = [t.clone() for t in live]
         elif live:
             with torch.no_grad():
