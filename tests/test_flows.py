@@ -31,6 +31,42 @@ def test_coupling_inverts_with_exact_log_det(dim):
     check_flow(_randomize(AffineCoupling(dim, mask, hidden=(7, 5), k=3)), dim, k=3)
 
 
+@pytest.mark.parametrize(
+    "mask", [[1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+)
+def test_coupling_with_any_mask_equals_the_dense_formula(mask):
+    """The nets read only the kept features and compute s, t only for the free ones (slices
+    where the indices are evenly spaced, lists where not); the result must be the textbook
+    ``z = m*x + (1-m) * (x - t(m*x)) * exp(-s(m*x))`` with every feature computed."""
+    m = torch.tensor(mask, dtype=torch.float64)
+    dim = len(mask)
+    layer = _randomize(AffineCoupling(dim, m, hidden=(6, 5), k=3)).double()
+    x = torch.randn(3, 7, dim, dtype=torch.float64)
+    s, t = layer.s_net(x * m), layer.t_net(x * m)
+    z, log_det = layer(x)
+    torch.testing.assert_close(z, m * x + (1 - m) * (x - t) * torch.exp(-s))
+    torch.testing.assert_close(log_det, -(s * (1 - m)).sum(-1))
+    torch.testing.assert_close(layer.inverse(z), x)
+    check_flow(layer, dim, k=3)
+
+
+def test_coupling_rejects_masks_that_are_not_zeros_and_ones():
+    with pytest.raises(ValueError, match="only zeros and ones"):
+        AffineCoupling(2, torch.tensor([0.5, 1.0]))
+    with pytest.raises(ValueError, match="meta"):
+        AffineCoupling(2, torch.ones(2, device="meta"))
+
+
+def test_coupling_loaded_mask_rewires_the_layer():
+    """The kept/free split is derived from the mask; loading another mask must follow it."""
+    source = _randomize(AffineCoupling(3, torch.tensor([0.0, 1.0, 1.0]), k=2)).double()
+    target = AffineCoupling(3, torch.tensor([1.0, 0.0, 1.0]), k=2).double()
+    target.load_state_dict(source.state_dict())
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(target(x), source(x))
+    assert "free_index" not in target.state_dict()
+
+
 def test_coupling_log_det_counts_only_transformed_features():
     """Defect 2 of the original code: s summed over all features. Here s is nonzero on the
     conditioning features too, yet only the transformed ones may enter log|det|."""

@@ -16,12 +16,27 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["StackedLinear", "StackedMLP"]
+
+#: which features of an axis: anything that indexes one (a slice, a list, an index tensor)
+Selector = Union[slice, List[int], Tensor]
+
+
+def _blas_ready(t: Tensor) -> Tensor:
+    """``t`` as it is when each of its matrices has a unit stride along one axis, else a
+    contiguous copy.  A strided view (every other feature, say) would otherwise send ``bmm`` and
+    its backward down torch's matrix-by-matrix loop, several times slower."""
+    rows, cols = t.shape[-2], t.shape[-1]
+    if (t.stride(-1) == 1 and t.stride(-2) >= max(1, cols)) or (
+        t.stride(-2) == 1 and t.stride(-1) >= max(1, rows)
+    ):
+        return t
+    return t.contiguous()
 
 
 class StackedLinear(nn.Module):
@@ -78,10 +93,34 @@ class StackedLinear(nn.Module):
         if x.stride(-2) == 1 and x.shape[-2] > 1:
             # x stored feature by feature, (K, in, N) in memory: compute (W^T x^T)^T so that the output
             # is stored the same way; for narrow layers this is several times faster on a CPU.
-            return torch.baddbmm(
-                self.bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)
-            ).transpose(1, 2)
+            return self.features_first(x.transpose(1, 2), weight=weight).transpose(1, 2)
         return torch.baddbmm(self.bias, x, weight)
+
+    def features_first(
+        self,
+        h: Tensor,
+        rows: Optional[Selector] = None,
+        cols: Optional[Selector] = None,
+        weight: Optional[Tensor] = None,
+    ) -> Tensor:
+        """The map on transposed data, ``(K, in, N) -> (K, out, N)``, optionally restricted.
+
+        ``rows``: the input features ``h`` holds (indices into ``in``), the others being zero;
+        ``cols``: the only outputs wanted (indices into ``out``).  A coupling layer's nets read
+        only the features it keeps and write only those it transforms (chapter 2): restricted,
+        their products do half the work, which matters when many runs train together.
+        """
+        weight = self.masked_weight() if weight is None else weight
+        bias = self.bias
+        if rows is not None:
+            weight = weight[:, rows]
+        if cols is not None:
+            weight, bias = weight[:, :, cols], bias[:, :, cols]
+        return torch.baddbmm(
+            _blas_ready(bias.transpose(1, 2)),
+            _blas_ready(weight.transpose(1, 2)),
+            _blas_ready(h),
+        )
 
     def extra_repr(self) -> str:
         return f"k={self.k}, in_features={self.in_features}, out_features={self.out_features}, masked={self.mask is not None}"
@@ -121,3 +160,30 @@ class StackedMLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = nn.functional.leaky_relu(x, 0.01)
         return torch.tanh(x) if self.final == "tanh" else x
+
+    def features_first(
+        self,
+        h: Tensor,
+        rows: Optional[Selector] = None,
+        cols: Optional[Selector] = None,
+    ) -> Tensor:
+        """The MLP on transposed data, ``(K, in, N) -> (K, out, N)``: the first layer reading only
+        the input features ``rows``, the last writing only the outputs ``cols``
+        (:meth:`StackedLinear.features_first`).
+
+        >>> net = StackedMLP(k=2, in_features=2, hidden=(8,), out_features=2)
+        >>> x = torch.randn(2, 5, 2) * torch.tensor([1.0, 0.0])  # feature 1 is zero
+        >>> part = net.features_first(x[:, :, :1].transpose(1, 2), [0], [1])
+        >>> torch.allclose(part.transpose(1, 2), net(x)[:, :, 1:], atol=1e-6)
+        True
+        """
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer.features_first(
+                h, rows if i == 0 else None, cols if i == last else None
+            )
+            if i < last:
+                # in place: h is a fresh product nothing else reads, and leaky ReLU's backward
+                # needs only its result; one buffer fewer per layer while many runs train
+                h = nn.functional.leaky_relu(h, 0.01, inplace=True)
+        return torch.tanh(h) if self.final == "tanh" else h
