@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -49,27 +50,40 @@ def median_time(
 
 
 def interleaved(
-    fns: Dict[str, Callable[[], Any]],
+    fns: Dict[str, Callable[..., Any]],
     repeats: int,
     warmup: int = 2,
     clock: str = "wall",
+    prepare: Optional[Dict[str, Callable[[], Any]]] = None,
 ) -> Dict[str, float]:
     """Median seconds of each ``fn()``, the functions called in turn (a, b, c, a, b, c, ...) so that
     a change of machine load during the run affects them alike.
 
     ``clock="wall"`` is ``time.perf_counter``; ``"cpu"`` is this process's CPU time
     (``time.process_time``), steadier on a loaded machine but only comparable with one thread.
+    ``prepare``: for a name, what its function needs made afresh before each call (models to
+    train, say), built outside the timing and passed to it: ``fn(prepare[name]())``.  Before
+    each timing the garbage of the previous calls is collected, so that no call pays for
+    another's collection.
     """
     now = CLOCKS[clock]
+    prepare = prepare or {}
+
+    def timed(name: str) -> float:
+        fn = fns[name]
+        args = (prepare[name](),) if name in prepare else ()
+        gc.collect()
+        start = now()
+        fn(*args)
+        return now() - start
+
     for _ in range(warmup):
-        for fn in fns.values():
-            fn()
+        for name in fns:
+            timed(name)
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        for name, fn in fns.items():
-            start = now()
-            fn()
-            times[name].append(now() - start)
+        for name in fns:
+            times[name].append(timed(name))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
