@@ -125,16 +125,22 @@ class AffineCoupling(nn.Module):
 
     def _split_features(self, mask: Tensor) -> None:
         """Where ``mask`` is 1 (``kept``) and 0 (``free``): slices when the indices are evenly
-        spaced, as alternating masks' are (views, no copies), else lists; ``free_index`` as a
-        tensor (a buffer kept out of the state dict) for assembling the output."""
+        spaced, as alternating masks' are (views, no copies), else lists.  When the two are one
+        block each (always in 2-D), a split and a concatenation separate and join them;
+        otherwise indexing and ``index_copy`` with ``free_index`` (a buffer kept out of the
+        state dict)."""
         mask = mask.detach().cpu()
-        self.kept = _selector((mask == 1).nonzero().flatten().tolist())
-        self.free = _selector((mask != 1).nonzero().flatten().tolist())
-        self.register_buffer(
-            "free_index",
-            (mask != 1).nonzero().flatten().to(self.mask.device),
-            persistent=False,
-        )
+        kept, free = (mask == 1).nonzero().flatten(), (mask != 1).nonzero().flatten()
+        self.kept, self.free = _selector(kept.tolist()), _selector(free.tolist())
+        self.register_buffer("free_index", free.to(self.mask.device), persistent=False)
+        self._kept_first: Optional[bool] = None  # None: not one block each
+        if (
+            len(kept)
+            and len(free)
+            and (kept.max() < free.min() or free.max() < kept.min())
+        ):
+            self._kept_first = bool(kept.max() < free.min())
+        self._first_width = len(kept) if self._kept_first else len(free)
 
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
@@ -144,23 +150,42 @@ class AffineCoupling(nn.Module):
         if loaded is not None and not loaded.is_meta:
             self._split_features(loaded)  # a loaded mask decides which features pass
 
-    def _minus_scale_shift(self, kept: Tensor) -> Tuple[Tensor, Tensor]:
-        """``-s`` and ``-t`` of the transformed features, ``(K, free, N)``, from the kept ones."""
-        minus_s = -self.s_net.features_first(kept, self.kept, self.free)
-        return minus_s, -self.t_net.features_first(kept, self.kept, self.free)
+    def _scale_shift(self, kept: Tensor) -> Tuple[Tensor, Tensor]:
+        """``s`` and ``t`` of the transformed features, ``(K, free, N)``, from the kept ones."""
+        return (
+            self.s_net.features_first(kept, self.kept, self.free),
+            self.t_net.features_first(kept, self.kept, self.free),
+        )
+
+    def _split(self, x_t: Tensor) -> Tuple[Tensor, Tensor]:
+        """The kept and the free rows of ``x_t`` (K, D, N)."""
+        if self._kept_first is None:
+            return x_t[:, self.kept], x_t[:, self.free]
+        first, second = x_t.split(
+            [self._first_width, x_t.shape[1] - self._first_width], 1
+        )
+        return (first, second) if self._kept_first else (second, first)
+
+    def _join(self, x_t: Tensor, kept: Tensor, moved: Tensor) -> Tensor:
+        """``x_t`` with its free rows replaced by ``moved`` (K, free, N)."""
+        if self._kept_first is None:
+            return x_t.index_copy(1, self.free_index, moved)
+        return torch.cat([kept, moved] if self._kept_first else [moved, kept], 1)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         x_t = _as_components(x, self.k).transpose(1, 2)  # (K, D, N)
-        minus_s, minus_t = self._minus_scale_shift(x_t[:, self.kept])
-        moved = (x_t[:, self.free] + minus_t) * torch.exp(minus_s)
-        z = x_t.index_copy(1, self.free_index, moved).transpose(1, 2)
-        return z, _sum_of_rows(minus_s)
+        kept, free = self._split(x_t)
+        s, t = self._scale_shift(kept)
+        minus_s = -s
+        moved = (free - t) * torch.exp(minus_s)
+        return self._join(x_t, kept, moved).transpose(1, 2), _sum_of_rows(minus_s)
 
     def inverse(self, z: Tensor) -> Tensor:
         z_t = _as_components(z, self.k).transpose(1, 2)
-        minus_s, minus_t = self._minus_scale_shift(z_t[:, self.kept])
-        moved = z_t[:, self.free] * torch.exp(-minus_s) - minus_t
-        return z_t.index_copy(1, self.free_index, moved).transpose(1, 2)
+        kept, free = self._split(z_t)
+        s, t = self._scale_shift(kept)
+        moved = free * torch.exp(s) + t
+        return self._join(z_t, kept, moved).transpose(1, 2)
 
 
 class BatchNormFlow(nn.Module):

@@ -27,6 +27,13 @@ __all__ = ["StackedLinear", "StackedMLP"]
 Selector = Union[slice, List[int], Tensor]
 
 
+def _block(selector: Optional[Selector]) -> bool:
+    """Whether ``selector`` takes everything (None) or one block of consecutive features."""
+    return selector is None or (
+        isinstance(selector, slice) and selector.step in (None, 1)
+    )
+
+
 def _blas_ready(t: Tensor) -> Tensor:
     """``t`` as it is when each of its matrices has a unit stride along one axis, else a
     contiguous copy.  A strided view (every other feature, say) would otherwise send ``bmm`` and
@@ -116,11 +123,10 @@ class StackedLinear(nn.Module):
             weight = weight[:, rows]
         if cols is not None:
             weight, bias = weight[:, :, cols], bias[:, :, cols]
-        return torch.baddbmm(
-            _blas_ready(bias.transpose(1, 2)),
-            _blas_ready(weight.transpose(1, 2)),
-            _blas_ready(h),
-        )
+        bias, weight = bias.transpose(1, 2), weight.transpose(1, 2)
+        if not (_block(rows) and _block(cols)):  # blocks' views are ready as they are
+            bias, weight, h = _blas_ready(bias), _blas_ready(weight), _blas_ready(h)
+        return torch.baddbmm(bias, weight, h)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, in_features={self.in_features}, out_features={self.out_features}, masked={self.mask is not None}"
