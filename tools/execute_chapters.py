@@ -75,14 +75,22 @@ def run_one(path: str, timeout: int) -> Tuple[str, object, float, Optional[str]]
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
-    nb = nbformat.read(path, as_version=4)
-    result = single_nb_execution(
-        nb,
-        cwd=str(Path(path).parent),
-        timeout=timeout,
-        allow_errors=False,
-        meta_override=True,
-    )
+    for attempt in (1, 2):
+        nb = nbformat.read(path, as_version=4)
+        try:
+            result = single_nb_execution(
+                nb,
+                cwd=str(Path(path).parent),
+                timeout=timeout,
+                allow_errors=False,
+                meta_override=True,
+            )
+            break
+        except RuntimeError as err:
+            # the kernel did not start: two kernels started at once can pick the same port
+            # ("Address already in use", then "Kernel died before replying to kernel_info")
+            if attempt == 2:
+                return path, nb, 0.0, f"the kernel did not start: {err}"
     error = (
         None
         if result.err is None
@@ -124,9 +132,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         # 900 s and the chapter passed. Capping a cell at PRE_TIMEOUT bounds the wait: the chapter
         # is unstuck or fails early, and the build, with the book's own timeout, runs it again.
         timeout = min(timeout_from_config(), PRE_TIMEOUT)
-        futures = [pool.submit(run_one, str(p), timeout) for p in todo]
+        futures = {pool.submit(run_one, str(p), timeout): str(p) for p in todo}
         for future in as_completed(futures):
-            path, nb, seconds, error = future.result()
+            try:
+                path, nb, seconds, error = future.result()
+            except (
+                Exception
+            ) as err:  # a worker that broke: the build runs the chapter again
+                path, nb, seconds, error = futures[future], None, 0.0, repr(err)
             name = Path(path).stem
             if error is not None:
                 failed.append(name)
