@@ -49,24 +49,31 @@ __all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
 class ExponentialDecay:
     """Temperature schedule ``T(t) = max(floor, start * exp(-rate * t))``, ``t`` = global step from 1.
 
-    The paper uses ``rate=1e-3`` with no floor (chapter 5); the floor keeps ``logits / T``
-    from overflowing late in long runs.
+    The paper uses ``rate=1e-3`` with no floor (``floor=None``; chapter 5). Without one, the
+    encoder saturates: once the gap between two logits exceeds about 104 T, the smaller
+    ``q(c|x)`` is exactly 0 in float32 and the encoder's gradient exactly 0 (from a few thousand
+    steps on); ``logits / T`` overflows float32 only after about 84,000 steps. A floor keeps
+    the encoder learning late in training.
 
     >>> ExponentialDecay(rate=1e-3, floor=0.05)(1000)
     0.36787944117144233
+    >>> ExponentialDecay(floor=None)(25_600) < 1e-11
+    True
     """
 
     rate: float = 1e-3
     start: float = 1.0
-    floor: float = 1e-2
+    floor: Optional[float] = 1e-2
 
     def __post_init__(self) -> None:
         check_number(self.rate, "rate", positive=False)
         check_temperature(self.start, "start")
-        check_temperature(self.floor, "floor")
+        if self.floor is not None:
+            check_temperature(self.floor, "floor")
 
     def __call__(self, step: int) -> float:
-        return max(self.floor, self.start * math.exp(-self.rate * step))
+        value = self.start * math.exp(-self.rate * step)
+        return value if self.floor is None else max(self.floor, value)
 
 
 @dataclass
@@ -115,6 +122,7 @@ class _Settings:
     init: Any
     init_epochs: int
     init_lr: Optional[float]
+    min_temperature: Optional[float]
 
 
 @dataclass
@@ -154,6 +162,7 @@ def fit(
     init: Any = None,
     init_epochs: int = 20,
     init_lr: Optional[float] = None,
+    min_temperature: Optional[float] = MIN_TEMPERATURE,
 ) -> History:
     """Train ``model`` on ``x`` with Adam; returns a :class:`History`. The model ends in eval mode.
 
@@ -197,6 +206,9 @@ def fit(
             a fresh Adam at ``lr``). A small encoder learns a partition slowly: the paper's
             three-unit pinwheel encoder learns the k-means partition within 100 epochs at
             ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
+        min_temperature: the smallest temperature the training divides the logits by (default
+            :data:`~vmonf_mini.mixture.MIN_TEMPERATURE`, 1e-3); ``None`` for none, as the paper
+            (its MNIST run, chapter 8). The schedule's own value is what ``History`` records.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names the phase
@@ -355,6 +367,9 @@ def _settings(options: Dict[str, Any]) -> _Settings:
         init=init,
         init_epochs=check_positive_int(options["init_epochs"], "init_epochs"),
         init_lr=check_number(options["init_lr"], "init_lr", optional=True),
+        min_temperature=None
+        if options["min_temperature"] is None
+        else check_temperature(options["min_temperature"], "min_temperature"),
     )
 
 
@@ -614,7 +629,7 @@ class _Loop:
         )
 
     def _temperature(self) -> float:
-        """The schedule's temperature at the current step (floored at MIN_TEMPERATURE where it divides)."""
+        """The schedule's temperature at the current step (floored at ``min_temperature`` where it divides)."""
         return self.s.temperature(max(self.steps, 1))
 
     def _batches(self, index_sets: List[Tensor]) -> List[Tensor]:
@@ -660,7 +675,9 @@ class _Loop:
         batches = self._batches([r.unlabeled for r in self.runs])
         for i, idx in enumerate(batches, 1):
             self.steps += 1
-            temperature = max(self._temperature(), MIN_TEMPERATURE)
+            temperature = self._temperature()
+            if self.s.min_temperature is not None:
+                temperature = max(temperature, self.s.min_temperature)
             for r, value in enumerate(
                 self._step(
                     lambda idx=idx, t=temperature: self._main_loss(idx, t),
