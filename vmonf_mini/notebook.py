@@ -293,22 +293,40 @@ def glue(name: str, value: Any, fmt: str = "") -> Any:
 
     Where myst-nb is not installed (Colab), the value is printed instead, as ``name = value``
     (formatted with ``fmt``), so that a reader of the notebook sees the number the text cites.
-    NumPy and one-element torch numbers are glued as Python numbers.
+    NumPy and one-element torch numbers are glued as Python numbers. A tensor of several
+    numbers, or a ``fmt`` that does not apply to ``value`` (a float format for text), is
+    refused with a ``ValueError`` wherever the chapter runs, myst-nb installed or not.
 
     >>> import sys; sys.modules["myst_nb"] = None    # as on Colab, where myst-nb is absent
     >>> glue("accuracy", np.float64(0.98765), ".3f")
     accuracy = 0.988
     0.98765
+    >>> glue("model", "VMoNF", ".3f")
+    Traceback (most recent call last):
+    ...
+    ValueError: glue('model'): format '.3f' does not apply to str 'VMoNF' (Unknown format code 'f' for object of type 'str')
     >>> del sys.modules["myst_nb"]
     """
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise ValueError(
+            f"glue({name!r}) pastes one number into the text, got a tensor of shape "
+            f"{tuple(value.shape)}: glue each number, or a string made of them"
+        )
     if isinstance(
         value, (np.generic, torch.Tensor)
     ):  # "np.float64(0.98)" cannot be formatted
         value = value.item()
     try:
+        shown = f"{value:{fmt}}"
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"glue({name!r}): format {fmt!r} does not apply to "
+            f"{type(value).__name__} {value!r} ({error})"
+        ) from None
+    try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        print(f"{name} = {value:{fmt}}")
+        print(f"{name} = {shown}")
     else:
         myst_glue(name, value, display=False)
     return value

@@ -42,10 +42,24 @@ __all__ = [
     "image_rows",
     "density_grid",
     "class_colors",
+    "component_colors",
     "PALETTE",
+    "COLORS",
 ]
 
 PALETTE = plt.get_cmap("tab10").colors
+#: ``PALETTE``, then the distinct colours of ``Set2``, ``tab20``, ``tab20b`` and ``tab20c`` that
+#: it does not hold (68 in all): the colours of components beyond ten, or unmatched to a class
+COLORS: Tuple[Tuple[float, float, float], ...] = tuple(
+    dict.fromkeys(
+        list(PALETTE)
+        + [
+            tuple(c)
+            for name in ("Set2", "tab20", "tab20b", "tab20c")
+            for c in plt.get_cmap(name).colors
+        ]
+    )
+)
 
 
 class _FittedMixture:
@@ -154,27 +168,50 @@ def _grid(
     return (x0, x1, y0, y1), gx.shape, np.stack([gx.ravel(), gy.ravel()], 1)
 
 
+def component_colors(k: int) -> List[Tuple[float, float, float]]:
+    """The default colours of ``k`` components: ``COLORS[:k]``, repeating beyond ``len(COLORS)``.
+
+    >>> component_colors(3) == list(PALETTE[:3]), len(set(component_colors(20)))
+    (True, 20)
+    """
+    k = check_positive_int(k, "k")
+    return [COLORS[c % len(COLORS)] for c in range(k)]
+
+
 def class_colors(y: Any, clusters: Any, k: int) -> List[Tuple[float, float, float]]:
     """One colour per component: the colour of the true class it is matched to (Hungarian
     matching of ``clusters`` against the labels ``y``), so that a model's panel and the data's
     panel (coloured ``PALETTE[label]``) use the same colour for the same class; unmatched
     components get colours no class uses (chapter 6).
 
+    Class ``label`` has colour ``COLORS[label]`` (``PALETTE[label]`` for labels 0 to 9); the
+    unmatched components take the colours of ``COLORS`` that no label uses, in order, and
+    repeat them only beyond ``len(COLORS)`` colours in all.
+
     >>> class_colors([0, 0, 1, 1], [1, 1, 0, 0], k=2) == [PALETTE[1], PALETTE[0]]
     True
+    >>> len(set(class_colors([0, 1] * 10, range(20), k=20)))
+    20
     """
     k = check_positive_int(k, "k")
     match = match_clusters(y, clusters)
-    used = set(match.values())
-    spare = iter(
-        [c for i, c in enumerate(PALETTE) if i not in used]
-        + list(plt.get_cmap("Set2").colors)
-    )
-    return [PALETTE[match[c]] if c in match else next(spare) for c in range(k)]
+    negative = sorted(label for label in match.values() if label < 0)
+    if negative:
+        raise ValueError(
+            f"class labels must be 0 or more (class i has colour COLORS[i]), got {negative}"
+        )
+    used = {label % len(COLORS) for label in match.values()}
+    spare = [c for i, c in enumerate(COLORS) if i not in used] or list(COLORS)
+    unmatched = [c for c in range(k) if c not in match]
+    colors = {c: spare[i % len(spare)] for i, c in enumerate(unmatched)}
+    colors.update({c: COLORS[label % len(COLORS)] for c, label in match.items()})
+    return [colors[c] for c in range(k)]
 
 
 def _cmap(k: int, colors: Optional[Sequence] = None) -> ListedColormap:
-    colors = list(PALETTE[:k]) if colors is None else list(colors)
+    if colors is None:
+        return ListedColormap(component_colors(k))
+    colors = list(colors)
     if len(colors) != k:
         raise ValueError(
             f"colors needs one colour per component ({k}), got {len(colors)}"
@@ -203,8 +240,9 @@ def decision_regions(
         resolution: grid points per axis for the regions.
         temperature: the posterior's temperature.
         exact: colour regions by the exact posterior p(c|x) instead of q(c|x).
-        colors: one colour per component (default ``PALETTE``); :func:`class_colors` matches
-            them to the true classes.
+        colors: one colour per component (default :func:`component_colors`: ``PALETTE``,
+            then more of ``COLORS`` beyond ten); :func:`class_colors` matches them to the
+            true classes.
     """
     model = _as_mixture(model)
     if model.dim != 2:

@@ -275,6 +275,27 @@ IMAGE_RECIPE: Dict[str, Any] = dict(
 )
 
 
+#: How far outside [0, 1] a pixel may lie: the tolerance of the grid check in :func:`dequantize`
+_PIXEL_TOLERANCE = 1e-4
+
+
+def _unit_pixels(x: Tensor) -> Tensor:
+    """``x`` when its values lie in ``[0, 1]`` (up to dequantize's tolerance), else a ``ValueError``.
+
+    >>> _unit_pixels(torch.tensor([[0.0, 16.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: pixels must lie in [0, 1] as for fitting (e.g. 8-bit images / 255), got values from 0 to 16
+    """
+    low, high = float(x.min()), float(x.max())
+    if low < -_PIXEL_TOLERANCE or high > 1 + _PIXEL_TOLERANCE:
+        raise ValueError(
+            "pixels must lie in [0, 1] as for fitting (e.g. 8-bit images / 255), "
+            f"got values from {low:g} to {high:g}"
+        )
+    return x
+
+
 @dataclass
 class ImageClusters:
     """What :func:`cluster_images` fitted: ``labels (N,)`` (argmax q(c|x)), the trained ``model``
@@ -289,12 +310,22 @@ class ImageClusters:
     history: History
 
     def transform(self, pixels: Any) -> Tensor:
-        """The whitened PCA coordinates (float32) of ``pixels`` (N, D): the model's input space."""
-        return self.pca.forward(torch.as_tensor(pixels, dtype=torch.float64)).float()
+        """The whitened PCA coordinates (float32) of ``pixels`` (N, D): the model's input space.
+
+        ``pixels`` must have the fitted images' D columns and lie in ``[0, 1]``, as for
+        :func:`cluster_images` (raw 0-255 pixels are refused, not silently projected).
+        """
+        x = as_data(
+            pixels, dim=int(self.pca.mean.shape[0]), name="pixels", dtype=torch.float64
+        )
+        return self.pca.forward(_unit_pixels(x)).float()
 
     @torch.no_grad()
     def predict(self, pixels: Any) -> np.ndarray:
-        """Clusters (argmax q(c|x)) of images ``pixels (N, D)``, new ones too (no dequantization noise added)."""
+        """Clusters (argmax q(c|x)) of images ``pixels (N, D)``, new ones too (no dequantization noise added).
+
+        ``pixels`` follow the rule of fitting: values in ``[0, 1]`` (:meth:`transform`).
+        """
         z = self.transform(pixels).to(self.model.prior_logits.device)
         return self.model.predict(z).cpu().numpy()
 
@@ -339,11 +370,18 @@ def cluster_images(
     ((901,), 10, 10)
     """
     k = check_positive_int(k, "k")
-    x = as_data(pixels, name="pixels", dtype=torch.float64)
+    x = _unit_pixels(as_data(pixels, name="pixels", dtype=torch.float64))
+    if x.shape[0] < k:
+        raise ValueError(f"k={k} clusters need at least {k} images, got {x.shape[0]}")
     dim = check_positive_int(
         IMAGE_RECIPE["pca_dim"] if pca_dim is None else pca_dim, "pca_dim"
     )
     dim = min(dim, x.shape[1] - 1) if x.shape[1] > 1 else 1
+    if x.shape[0] <= dim:
+        raise ValueError(
+            f"{x.shape[0]} images span at most {x.shape[0] - 1} principal directions: "
+            f"whitening to pca_dim={dim} needs more than {dim} images (or a smaller pca_dim)"
+        )
     n_init = check_positive_int(
         IMAGE_RECIPE["gmm_n_init"] if gmm_n_init is None else gmm_n_init, "gmm_n_init"
     )

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -118,6 +119,50 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _non_finite(value: Any, where: str) -> Optional[str]:
+    """The place of the first NaN or infinite number in ``value`` (JSON has neither), else ``None``."""
+    if isinstance(value, float):
+        return None if np.isfinite(value) else f"{where} = {value}"
+    if isinstance(value, dict):
+        items: Any = ((f"{where}[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for place, item in items:
+        found = _non_finite(item, place)
+        if found:
+            return found
+    return None
+
+
+def _wall_seconds(value: Any) -> Optional[float]:
+    """``value`` as a wall time in seconds: a finite number >= 0, else ``None``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        return None
+    seconds = float(value)
+    return seconds if np.isfinite(seconds) and seconds >= 0 else None
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``:
+    a failure leaves the previous file (or none), never a half-written one."""
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def write_record(
     folder: PathLike,
     name: str,
@@ -130,12 +175,31 @@ def write_record(
     wall_seconds: float,
     device: Optional[torch.device] = None,
 ) -> Path:
-    """Write ``folder/name.json`` (results, configuration, provenance) and ``folder/name.npz``."""
+    """Write ``folder/name.json`` (results, configuration, provenance) and ``folder/name.npz``.
+
+    The JSON is strict (no ``NaN`` or ``Infinity``): a non-finite number in ``results`` or
+    ``config``, or a wall time that is not a finite number of seconds >= 0, is refused with a
+    ``ValueError`` before any file is written.  Each file is written to a temporary file and
+    renamed, the JSON last, so a failure never leaves a half-written record.
+
+    >>> import tempfile
+    >>> write_record(tempfile.mkdtemp(), "r", {"acc": float("nan")}, {}, {},
+    ...              command="c", seeds=[0], wall_seconds=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: a record holds finite numbers only (JSON has no NaN or infinity): results['acc'] = nan
+    """
+    seconds = _wall_seconds(wall_seconds)
+    if seconds is None:
+        raise ValueError(
+            f"wall_seconds must be a finite number of seconds >= 0, got {wall_seconds!r}"
+        )
+    if not isinstance(results, Mapping) or not isinstance(config, Mapping):
+        raise TypeError(
+            f"results and config must be mappings, got {type(results).__name__} "
+            f"and {type(config).__name__}"
+        )
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        folder / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()}
-    )
     record = {
         "name": name,
         "provenance": {
@@ -145,39 +209,105 @@ def write_record(
             "hardware": hardware(device),
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "wall_seconds": round(float(wall_seconds), 1),
+            "wall_seconds": round(seconds, 1),
             "seeds": [int(s) for s in seeds],
         },
         "config": _jsonable(dict(config)),
         "results": _jsonable(dict(results)),
         "arrays": f"{name}.npz",
     }
+    bad = _non_finite(record["config"], "config") or _non_finite(
+        record["results"], "results"
+    )
+    if bad:
+        raise ValueError(
+            f"a record holds finite numbers only (JSON has no NaN or infinity): {bad}"
+        )
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(
+        folder / f"{name}.npz",
+        lambda file: np.savez_compressed(
+            file, **{k: np.asarray(v) for k, v in arrays.items()}
+        ),
+    )
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    _write_atomically(path, lambda file: file.write(text.encode("utf-8")))
     return path
 
 
+def _refuse_constant(constant: str) -> None:
+    raise ValueError(f"holds {constant}, which strict JSON does not allow")
+
+
 def read_record(path: PathLike) -> Dict[str, Any]:
-    """A record's JSON, with its arrays loaded under ``"arrays"`` (a dict of numpy arrays)."""
+    """A record's JSON, with its arrays loaded under ``"arrays"`` (a dict of numpy arrays).
+
+    A file that is not strict JSON (``NaN``, ``Infinity``) is refused with a ``ValueError``.
+    """
     path = Path(path)
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a valid record: {error}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("arrays"), str):
+        raise ValueError(f"{path} is not a record: it names no .npz of arrays")
     with np.load(path.parent / record["arrays"]) as stored:
         record["arrays"] = {key: stored[key] for key in stored.files}
     return record
 
 
+def _section(record: Any, key: str) -> Optional[Mapping[str, Any]]:
+    """``record[key]`` when it is a mapping, ``None`` when absent or null; anything else is refused."""
+    if not isinstance(record, Mapping):
+        raise ValueError(
+            f"a record must be a mapping (a JSON object), got {type(record).__name__}"
+        )
+    section = record.get(key)
+    if section is not None and not isinstance(section, Mapping):
+        raise ValueError(
+            f"the record's {key!r} must be a mapping (a JSON object), "
+            f"got {type(section).__name__}: {section!r}"
+        )
+    return section
+
+
 def missing_provenance(record: Mapping[str, Any]) -> List[str]:
-    """The provenance fields a record lacks or leaves empty (``[]`` when complete)."""
-    given = record.get("provenance", {})
-    missing = [f for f in PROVENANCE_FIELDS if given.get(f) in (None, "", [])]
-    return missing + ([] if record.get("config") else ["config"])
+    """The provenance fields a record lacks or leaves empty (``[]`` when complete).
+
+    A wall time that is not a finite number of seconds >= 0 counts as missing; a
+    ``provenance`` or ``config`` that is not a mapping is refused with a ``ValueError``.
+
+    >>> missing_provenance({"provenance": {"wall_seconds": float("nan")}, "config": {"k": 5}})
+    ['command', 'commit', 'date', 'hardware', 'torch', 'python', 'wall_seconds', 'seeds']
+    """
+    given = _section(record, "provenance") or {}
+    config = _section(record, "config")
+    missing = [
+        f
+        for f in PROVENANCE_FIELDS
+        if given.get(f) in (None, "", [])
+        or (f == "wall_seconds" and _wall_seconds(given[f]) is None)
+    ]
+    return missing + ([] if config else ["config"])
 
 
 def config_differences(
     record: Mapping[str, Any], expected: Mapping[str, Any]
 ) -> List[str]:
-    """Each setting where the record's configuration differs from ``expected`` (``[]`` when equal)."""
-    have = record.get("config", {})
+    """Each setting where the record's configuration differs from ``expected`` (``[]`` when equal).
+
+    A record without a configuration (absent or null) is refused with a ``ValueError``, as is
+    one whose configuration is not a mapping.
+
+    >>> config_differences({"config": {"epochs": 1}}, {"epochs": 2})
+    ['epochs: record 1, code 2']
+    """
+    have = _section(record, "config")
+    if have is None:
+        raise ValueError(
+            "the record has no configuration ('config' is absent or null) to compare"
+        )
     keys = sorted(set(have) | set(expected))
     return [
         f"{k}: record {have.get(k)!r}, code {expected.get(k)!r}"
@@ -187,7 +317,16 @@ def config_differences(
 
 
 def record_box(record: Mapping[str, Any], body_html: str) -> str:
-    """HTML of a box labelled as a recorded run (hardware, date, commit, wall time) around ``body_html``."""
+    """HTML of a box labelled as a recorded run (hardware, date, commit, wall time) around ``body_html``.
+
+    A record with incomplete provenance (:func:`missing_provenance`) is refused with a
+    ``ValueError``: the box would state what the record does not know.
+    """
+    missing = missing_provenance(record)
+    if missing:
+        raise ValueError(
+            f"record {record.get('name')!r} lacks provenance for its box: {missing}"
+        )
     p = record["provenance"]
     minutes = p["wall_seconds"] / 60
     title = (
