@@ -759,11 +759,13 @@ class _Loop:
         self.stack.train()
 
     def _call_back(self, epoch: int) -> None:
+        """The callback sees every model as trained so far; what it changes, training keeps."""
         self.stack.write_back()
         for model in self.models:
             model.eval()
             with torch.no_grad():
                 self.s.callback(epoch, model)
+        self.stack.read_in()
         self.stack.train()
 
 
