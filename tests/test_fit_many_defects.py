@@ -86,3 +86,24 @@ def test_a_callbacks_edit_of_the_model_survives_fit_many_as_it_survives_fit():
     for a, b in zip(alone, together):
         assert torch.equal(b.encoder[0].bias, torch.zeros_like(b.encoder[0].bias))
         _assert_same_state(a, b)
+
+
+# D03 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["submodule", "parameter"])
+def test_fit_many_refuses_models_that_share_a_submodule_or_parameter(what):
+    x, _ = _data()
+    a, b = _model(0), _model(1)
+    if what == "submodule":
+        b.encoder = a.encoder
+        shared = r"models\[0\]\.encoder\.0\.weight and models\[1\]\.encoder\.0\.weight"
+    else:
+        b.components.layers[0].s_net.layers[0].weight = (
+            a.components.layers[0].s_net.layers[0].weight
+        )
+        shared = r"models\[0\]\.components\.layers\.0\.s_net\.layers\.0\.weight and"
+    before = _states([a, b])
+    with pytest.raises(ValueError, match=shared):
+        fit_many([a, b], x, seeds=[0, 1], **OPTIONS)
+    _assert_unchanged([a, b], before)

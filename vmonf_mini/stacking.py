@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .layers import StackedLinear
 from .mixture import VMoNF, built_in_flows
 
-__all__ = ["RunStack", "SingleRun", "first_difference"]
+__all__ = ["RunStack", "SingleRun", "first_difference", "first_shared"]
 
 _STATE_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -54,6 +54,27 @@ def first_difference(models: Sequence[VMoNF], compare_device: bool = True) -> st
         ):
             if a != b and (what == "dtype" or compare_device):
                 return f"models[{i}] has {what} {a}, models[0] has {what} {b}"
+    return ""
+
+
+def first_shared(models: Sequence[VMoNF]) -> str:
+    """``""`` when no two models share a tensor (a submodule, parameter or buffer); else the first pair.
+
+    >>> from vmonf_mini import VMoNF
+    >>> a, b = VMoNF(2, 3), VMoNF(2, 3)
+    >>> b.encoder = a.encoder
+    >>> first_shared([a, b])
+    'models[0].encoder.0.weight and models[1].encoder.0.weight are one tensor'
+    """
+    owners: Dict[int, Tuple[int, str]] = {}
+    for i, model in enumerate(models):
+        for name, t in model.state_dict(keep_vars=True).items():
+            memory = t.untyped_storage().data_ptr()
+            if memory == 0:  # no memory: nothing to share (empty or on 'meta')
+                continue
+            j, first = owners.setdefault(memory, (i, name))
+            if j != i:
+                return f"models[{j}].{first} and models[{i}].{name} are one tensor"
     return ""
 
 
@@ -218,7 +239,7 @@ class RunStack(_Runs):
     def __init__(self, models: Sequence[VMoNF], checked: bool = False) -> None:
         """``checked``: the caller has already compared the models (``fit_many`` does)."""
         super().__init__()
-        problem = "" if checked else first_difference(models)
+        problem = "" if checked else first_difference(models) or first_shared(models)
         if problem:
             raise ValueError(f"fit_many needs models of one architecture: {problem}")
         if models[0].config["custom_components"]:

@@ -40,7 +40,7 @@ from .checks import (
 from .layers import StackedLinear
 from .mixture import MIN_TEMPERATURE, VMoNF
 from .objectives import consistency_kl, labeled_loss, tempered_log_q, unlabeled_loss
-from .stacking import RunStack, SingleRun, first_difference
+from .stacking import RunStack, SingleRun, first_difference, first_shared
 
 __all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
 
@@ -273,6 +273,12 @@ def fit_many(
     if len({id(m) for m in models}) != len(models):
         raise ValueError(
             "models holds the same VMoNF more than once; give every run its own model"
+        )
+    shared = first_shared(models)
+    if shared:
+        raise ValueError(
+            f"fit_many needs models that share no module or tensor: {shared}; give every "
+            "run its own copy (copy.deepcopy)"
         )
     if "seed" in options:
         raise TypeError("fit_many takes seeds=[...] (one per model), not seed=")
