@@ -68,6 +68,18 @@ def test_fit_many_leaves_frozen_parameters_alone_as_fit_does():
         )
 
 
+def test_fit_many_refuses_runs_that_freeze_different_parameters():
+    x, _ = _data()
+    models = [_model(0), _model(1)]
+    models[1].encoder[0].weight.requires_grad_(False)
+    before = _states(models)
+    with pytest.raises(
+        ValueError, match=r"models\[1\]\.encoder\.0\.weight is frozen.*models\[0\]"
+    ):
+        fit_many(models, x, seeds=[0, 1], **OPTIONS)
+    _assert_unchanged(models, before)
+
+
 # D02 ---------------------------------------------------------------------------------
 
 
@@ -107,3 +119,94 @@ def test_fit_many_refuses_models_that_share_a_submodule_or_parameter(what):
     with pytest.raises(ValueError, match=shared):
         fit_many([a, b], x, seeds=[0, 1], **OPTIONS)
     _assert_unchanged([a, b], before)
+
+
+# D04 ---------------------------------------------------------------------------------
+
+
+def test_fit_many_takes_none_for_a_run_without_labels_or_initial_assignment():
+    """``None`` in a per-run list means what it means to fit: no labels, random init."""
+    x, y = _data()
+    labeled = vm.recipes.labeled_subset(y, 3)
+    for labels, init in (([None, labeled], None), (None, [None, y])):
+        originals = [_model(0), _model(1)]
+        alone, together = copy.deepcopy(originals), copy.deepcopy(originals)
+        per_run = lambda v, r: v[r] if isinstance(v, list) else v  # noqa: E731
+        for r, m in enumerate(alone):
+            fit(
+                m,
+                x,
+                per_run(labels, r),
+                seed=r,
+                init=per_run(init, r),
+                init_epochs=1,
+                **OPTIONS,
+            )
+        fit_many(together, x, labels, seeds=[0, 1], init=init, init_epochs=1, **OPTIONS)
+        for a, b in zip(alone, together):
+            _assert_same_state(a, b)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            lambda x, y: dict(x=[x, x, x]),
+            r"x is a per-run list of length 3 but there are 2",
+        ),
+        (lambda x, y: dict(labels=[y, y, y]), r"labels is a per-run list of length 3"),
+        (
+            lambda x, y: dict(labels=[y, y[:10]]),
+            r"labels\[1\] must have shape \(120,\)",
+        ),
+        (lambda x, y: dict(init=[y]), r"init is a per-run list of length 1"),
+        (lambda x, y: dict(init=[y, "kmaens"]), r"init\[1\] must be None, 'kmeans'"),
+    ],
+    ids=["3 data sets", "3 label sets", "short labels", "1 init", "init typo"],
+)
+def test_fit_many_names_the_argument_and_run_of_a_bad_per_run_list(bad, message):
+    x, y = _data()
+    models = [_model(0), _model(1)]
+    before = _states(models)
+    with pytest.raises(ValueError, match=message):
+        fit_many(models, **{"x": x, **bad(x, y)}, seeds=[0, 1], **OPTIONS)
+    _assert_unchanged(models, before)
+
+
+def test_fit_many_names_the_run_and_layer_of_a_swapped_layer_before_training_any():
+    x, _ = _data()
+    cases = [
+        (
+            lambda ms: setattr(ms[2].encoder, "0", nn.Linear(2, 16).double()),
+            r"models\[2\]\.encoder\.0 is Linear\(in_features=2, out_features=16",
+        ),
+        (
+            lambda ms: [setattr(m.encoder, "1", nn.Tanh()) for m in ms],
+            r"models\[0\]\.encoder\.1 is a Tanh.*ReLU",
+        ),
+        (
+            lambda ms: ms[1].components.layers.__setitem__(
+                0, vm.flows.realnvp(2, k=5, blocks=2, hidden=4).layers[0].double()
+            ),
+            r"models\[1\]\.components\.layers\.0",
+        ),
+        (
+            lambda ms: setattr(
+                ms[1].encoder, "2", nn.BatchNorm1d(8, momentum=0.5).double()
+            ),
+            r"models\[1\]\.encoder\.2 is BatchNorm1d\(8, .*momentum=0\.5",
+        ),
+    ]
+    for swap, message in cases:
+        models = [_model(s) for s in range(3)]
+        swap(models)
+        before = _states(models)
+        for max_parallel in (
+            None,
+            1,
+        ):  # in one pass or in turn: refused before training
+            with pytest.raises(ValueError, match=message):
+                fit_many(
+                    models, x, seeds=[0, 1, 2], max_parallel=max_parallel, **OPTIONS
+                )
+            _assert_unchanged(models, before)

@@ -39,6 +39,10 @@ _STATE_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 def first_difference(models: Sequence[VMoNF], compare_device: bool = True) -> str:
     """``""`` when every model has model 0's architecture, dtype and device; else the first difference.
 
+    With two or more models of the built-in flows, the architecture is also the one their
+    configuration builds, module by module (a swapped layer is a difference), with the same
+    settings and the same parameters frozen (``requires_grad=False``) as model 0.
+
     >>> from vmonf_mini import VMoNF
     >>> first_difference([VMoNF(2, 3), VMoNF(2, 4)])
     'models[1] has k=4, models[0] has k=3'
@@ -54,7 +58,56 @@ def first_difference(models: Sequence[VMoNF], compare_device: bool = True) -> st
         ):
             if a != b and (what == "dtype" or compare_device):
                 return f"models[{i}] has {what} {a}, models[0] has {what} {b}"
+    if len(models) == 1 or ref.config["custom_components"]:
+        return ""  # trained one at a time, as fit trains them
+    return _structure_difference(models)
+
+
+def _structure_difference(models: Sequence[VMoNF]) -> str:
+    """The first module or tensor of a model that differs from what its configuration builds
+    (types and tensor shapes) or from model 0 (module settings, frozen parameters)."""
+    config = {k: v for k, v in models[0].config.items() if k != "custom_components"}
+    with torch.device("meta"):  # shapes only; the prior's values do not matter here
+        built = VMoNF(**{**config, "prior": None}).to(models[0].prior_logits.dtype)
+    types = {name: type(m) for name, m in built.named_modules() if name}
+    tensors = built.state_dict()
+    ref_modules = dict(models[0].named_modules())
+    ref_state = models[0].state_dict(keep_vars=True)
+    for i, model in enumerate(models):
+        modules = {name: m for name, m in model.named_modules() if name}
+        for name in sorted(types.keys() ^ modules.keys())[:1]:
+            return _missing_or_extra(i, name, name in types, "module")
+        for name, m in modules.items():
+            if type(m) is not types[name]:
+                return (
+                    f"models[{i}].{name} is a {type(m).__name__}, where its configuration builds "
+                    f"a {types[name].__name__} (fit_many stacks only that architecture; use fit)"
+                )
+            if m.extra_repr() != ref_modules[name].extra_repr():
+                return f"models[{i}].{name} is {m!r}, models[0].{name} is {ref_modules[name]!r}"
+        state = model.state_dict(keep_vars=True)
+        for name in sorted(tensors.keys() ^ state.keys())[:1]:
+            return _missing_or_extra(i, name, name in tensors, "tensor")
+        for name, t in state.items():
+            want = tensors[name]
+            if t.shape != want.shape or t.dtype != want.dtype:
+                return (
+                    f"models[{i}].{name} has shape {tuple(t.shape)} and dtype {t.dtype}, "
+                    f"its configuration builds {tuple(want.shape)} and {want.dtype}"
+                )
+            if t.requires_grad != ref_state[name].requires_grad:
+                frozen, other = (i, 0) if ref_state[name].requires_grad else (0, i)
+                return (
+                    f"models[{frozen}].{name} is frozen (requires_grad=False), models[{other}].{name} "
+                    "is not: fit_many trains runs that freeze the same parameters"
+                )
     return ""
+
+
+def _missing_or_extra(run: int, name: str, missing: bool, what: str) -> str:
+    if missing:
+        return f"models[{run}] lacks the {what} {name}, which its configuration builds"
+    return f"models[{run}].{name} is a {what} its configuration does not build"
 
 
 def first_shared(models: Sequence[VMoNF]) -> str:

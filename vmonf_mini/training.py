@@ -302,7 +302,7 @@ def fit_many(
         seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if max_parallel is not None:
         max_parallel = check_positive_int(max_parallel, "max_parallel")
-    return _fit_runs(models, x, labels, seeds, settings, max_parallel)
+    return _fit_runs(models, x, labels, seeds, settings, max_parallel, per_run=True)
 
 
 _DEFAULTS: Dict[str, Any] = {
@@ -393,13 +393,28 @@ def _check_seed(seed: Any, name: str) -> int:
     return int(seed)
 
 
-def _per_run(value: Any, runs: int) -> List[Any]:
-    """``value`` for every run: a list of ``runs`` per-run arrays (their lengths are checked
-    against each run's data later), or one value repeated."""
-    if isinstance(value, (list, tuple)) and len(value) == runs and runs > 0:
-        if all(isinstance(v, (Tensor, np.ndarray, list, tuple)) for v in value):
-            return list(value)
-    return [value] * runs
+def _per_run(value: Any, runs: int, name: str) -> Tuple[List[Any], List[str]]:
+    """``value`` for every run and the name its errors give it.
+
+    A list or tuple of per-run entries (for ``x`` 2-D tensors or arrays; otherwise ``None``,
+    strings, lists and arrays) must hold one per run: ``labels[1]`` names run 1's.  Anything
+    else is one value for all runs (a list of numbers, or of a data set's rows, is one array)."""
+    if name == "x":
+        entry = lambda v: isinstance(v, (Tensor, np.ndarray)) and v.ndim >= 2  # noqa: E731
+    else:
+        entry = lambda v: (  # noqa: E731
+            v is None
+            or isinstance(v, (str, list, tuple))
+            or (isinstance(v, (Tensor, np.ndarray)) and v.ndim > 0)
+        )
+    if isinstance(value, (list, tuple)) and any(entry(v) for v in value):
+        if len(value) != runs:
+            raise ValueError(
+                f"{name} is a per-run list of length {len(value)} but there are {runs} "
+                "models: give one entry per model, or one value for all"
+            )
+        return list(value), [f"{name}[{i}]" for i in range(runs)]
+    return [value] * runs, [name] * runs
 
 
 def _fit_runs(
@@ -409,38 +424,52 @@ def _fit_runs(
     seeds: Optional[List[int]],
     s: _Settings,
     max_parallel: Optional[int],
+    per_run: bool = False,
 ) -> List[History]:
-    """Validate everything, then move the models and train them in passes of runs alike."""
+    """Validate everything, then move the models and train them in passes of runs alike.
+
+    ``per_run``: ``x``, ``labels`` and ``init`` may be lists of one entry per model (fit_many).
+    """
     problem = first_difference(models, compare_device=s.device is None)
     if problem:
         raise ValueError(f"fit_many needs models of one architecture: {problem}")
     ref = models[0].prior_logits
     r = len(models)
-    datasets = x if _is_per_run_data(x, r) else [x] * r
+    one = lambda v, runs, name: ([v] * runs, [name] * runs)  # noqa: E731
+    split = _per_run if per_run else one
+    (datasets, x_names), (labels, label_names), (inits, init_names) = (
+        split(x, r, "x"),
+        split(labels, r, "labels"),
+        split(s.init, r, "init"),
+    )
     shared = datasets[0] is x
     points = [
-        as_data(
-            d, models[0].dim, "x" if shared else f"x[{i}]", dtype=ref.dtype
-        ).detach()
-        for i, d in enumerate(datasets[:1] if shared else datasets)
+        as_data(d, models[0].dim, name, dtype=ref.dtype).detach()
+        for d, name in zip(datasets[:1] if shared else datasets, x_names)
     ]  # .detach(): a graph on x is not trained
     points = points * r if shared else points
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
-    runs = []
-    per_run_labels, per_run_init = _per_run(labels, r), _per_run(s.init, r)
-    for i, (seed, data) in enumerate(zip(seeds, points)):
-        runs.append(
-            _new_run(i, seed, per_run_labels[i], per_run_init[i], data, models[0].k, s)
+    runs = [
+        _new_run(
+            i,
+            seeds[i],
+            (labels[i], label_names[i]),
+            (inits[i], init_names[i]),
+            data,
+            models[0].k,
+            s,
         )
+        for i, data in enumerate(points)
+    ]
     device = s.device or ref.device
     for model in models:
         model.to(device)
-    groups: Dict[
-        Tuple[int, int], List[int]
-    ] = {}  # runs alike: as many points, as many of them labeled
+    # runs alike: as many points, as many of them labeled, all or none with an init phase
+    groups: Dict[Tuple[int, int, bool], List[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault((run.x.shape[0], run.labeled.numel()), []).append(i)
+        alike = (run.x.shape[0], run.labeled.numel(), run.init is not None)
+        groups.setdefault(alike, []).append(i)
     width = max_parallel or _runs_that_fit(models[0], s, device)
     if models[0].config[
         "custom_components"
@@ -455,38 +484,36 @@ def _fit_runs(
     return [run.history for run in runs]
 
 
-def _is_per_run_data(x: Any, runs: int) -> bool:
-    """Whether ``x`` is a list of ``runs`` data sets (each a 2-D tensor or array) rather than one."""
-    return (
-        isinstance(x, (list, tuple))
-        and len(x) == runs
-        and all(isinstance(d, (Tensor, np.ndarray)) and d.ndim == 2 for d in x)
-    )
-
-
 def _new_run(
-    index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings
+    index: int,
+    seed: int,
+    labels: Tuple[Any, str],
+    init: Tuple[Any, str],
+    x: Tensor,
+    k: int,
+    s: _Settings,
 ) -> _Run:
-    n = x.shape[0]
+    """Run ``index``: ``labels`` and ``init`` are its value and the name its errors give it."""
+    (labels, label_name), n = labels, x.shape[0]
     y = (
         torch.full((n,), -1, dtype=torch.long)
         if labels is None
-        else as_labels(labels, n, k, "labels").cpu()
+        else as_labels(labels, n, k, label_name).cpu()
     )
     labeled = (y >= 0).nonzero(as_tuple=True)[0]
     unlabeled = (y < 0).nonzero(as_tuple=True)[0]
     where = f" (run {index})" if index else ""
     if labeled.numel() == 1:
         raise ValueError(
-            f"labels{where} mark one point: label at least two points (batch norm needs two), or none"
+            f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
         )
     if s.pretrain_epochs and labeled.numel() < 2:
         raise ValueError(
-            "pretrain_epochs needs at least two labeled points (labels >= 0)"
+            f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
         )
     if unlabeled.numel() == 1 or (unlabeled.numel() == 0 and labeled.numel() < 2):
         raise ValueError(
-            "x needs at least two points to train on (batch norm needs two)"
+            f"x needs at least two points to train on (batch norm needs two){where}"
         )
     return _Run(
         index=index,
@@ -496,7 +523,7 @@ def _new_run(
         labeled=labeled,
         targets=y[labeled],
         unlabeled=unlabeled,
-        init=_initial_assignment(init, x, k, seed),
+        init=_initial_assignment(*init, x, k, seed),
     )
 
 
@@ -796,18 +823,22 @@ def _agreement(
 
 
 def _initial_assignment(
-    init: Any, x: Tensor, k: int, seed: Optional[int]
+    init: Any, name: str, x: Tensor, k: int, seed: Optional[int]
 ) -> Optional[Tensor]:
-    """``None``, or initial cluster indices ``(N,)`` on the CPU."""
+    """``None``, or initial cluster indices ``(N,)`` on the CPU; errors call ``init`` ``name``."""
     if init is None:
         return None
     if isinstance(init, str):
+        if init != "kmeans":
+            raise ValueError(
+                f"{name} must be None, 'kmeans' or (N,) assignments, got {init!r}"
+            )
         from sklearn.cluster import KMeans
 
         points = x.detach().cpu().double().numpy()
         assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
         return torch.as_tensor(assign, dtype=torch.long)
-    return as_labels(init, x.shape[0], k, "init", allow_unlabeled=False).cpu()
+    return as_labels(init, x.shape[0], k, name, allow_unlabeled=False).cpu()
 
 
 def _schedule(temperature: Schedule) -> Callable[[int], float]:
