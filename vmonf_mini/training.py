@@ -233,24 +233,32 @@ def fit_many(
     their components are stacked R*K along the flows' leading axis and their encoders into one
     stacked network, so R runs cost a few times one (``bench/speed.py``; chapter 6).  Each run
     keeps its own seed, shuffling, initial assignment, labels and gradient clipping.
+    Parameters the models froze (``requires_grad=False``) stay as they were, as in :func:`fit`,
+    and what a callback changes in a model is what its training goes on from.
 
     Args:
-        models: R :class:`VMoNF` of one configuration, dtype and device.
+        models: R :class:`VMoNF` of one configuration, dtype and device, each as that
+            configuration builds it (no swapped layers), none sharing a module with another,
+            all freezing the same parameters.
         x: data, ``(N, D)``, shared by all runs; or a list of R data sets (tensors or arrays),
             one per run (chapter 7 appends each seed's own labeled points).
         labels: ``None``, one ``(N,)`` tensor for all runs, or a list of R such tensors (runs
-            may label different points, and different numbers of points). Runs with as many
-            points and as many labeled points share a pass; other runs are trained in turn.
+            may label different points, and different numbers of points; ``None`` for a run
+            without labels). Runs with as many points and as many labeled points (and all or
+            none with an initial assignment) share a pass; other runs are trained in turn.
         seeds: R integers (default: drawn from torch's global generator). Unlike :func:`fit`,
             torch's global generator is not re-seeded.
         max_parallel: at most this many runs share a pass (default: as many as half the free
             memory of the device holds, by an estimate of a run's parameters, optimizer state and
             activations); more runs are trained in turn.
         **options: any keyword argument of :func:`fit` except ``seed``. ``init`` may also be a
-            list of R assignments; ``callback(epoch, model)`` is called for every model.
-            ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
+            list of R entries (``None``, ``"kmeans"`` or assignments); ``callback(epoch,
+            model)`` is called for every model. ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
 
     Raises:
+        ValueError: before any model is moved or trained, for models that differ or share a
+            module, or a per-run list without one entry per model; the message names the
+            argument and the run (``models[1].encoder.0``, ``labels[1]``).
         FloatingPointError: a loss became NaN or infinite; the message names the run (index
             and seed), the phase, epoch and step. Every model of that pass is left in eval
             mode with the state of the last finite step; runs of earlier passes are complete.
