@@ -225,7 +225,7 @@ def test_fit_many_takes_data_sets_of_different_sizes_and_trains_them_in_turn():
     options = dict(epochs=2, batch_size=32, pretrain_epochs=1, progress=False)
     for a, b in zip(*_alone_and_together(2, datasets, labels, options, k=2)):
         _assert_same_state(a, b)
-    with pytest.raises(ValueError, match=r"labels must have shape \(68,\)"):
+    with pytest.raises(ValueError, match=r"labels\[0\] must have shape \(68,\)"):
         fit_many(
             [_model(0, k=2), _model(1, k=2)], datasets, [labels[1], labels[0]], epochs=1
         )

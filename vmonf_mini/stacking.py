@@ -6,8 +6,11 @@ flows' leading axis, the R encoders become one stacked MLP (one batched product 
 and the R prior logits one ``(R, K)`` tensor.  Batches are ``(R, B, D)``: run ``r`` sees its
 own points.  Gradients never mix (each parameter belongs to one run), so training the stack
 is R independent trainings; ``RunStack.write_back()`` then gives every model its own
-trained parameters and buffers.  :class:`SingleRun` is the same interface over one model,
-used by :func:`~vmonf_mini.fit` and for models whose components cannot be stacked.
+trained parameters and buffers, and ``read_in()`` takes back what a callback changed in them.
+Parameters the models froze (``requires_grad=False``) are frozen in the stack too: they stay
+as they were, as :func:`~vmonf_mini.fit` leaves them.  :class:`SingleRun` is the same
+interface over one model, used by :func:`~vmonf_mini.fit` and for models whose components
+cannot be stacked.
 
 Example:
     >>> import torch
@@ -20,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -28,13 +31,17 @@ from torch import Tensor, nn
 from .layers import StackedLinear
 from .mixture import VMoNF, built_in_flows
 
-__all__ = ["RunStack", "SingleRun", "first_difference"]
+__all__ = ["RunStack", "SingleRun", "first_difference", "first_shared"]
 
 _STATE_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def first_difference(models: Sequence[VMoNF], compare_device: bool = True) -> str:
     """``""`` when every model has model 0's architecture, dtype and device; else the first difference.
+
+    With two or more models of the built-in flows, the architecture is also the one their
+    configuration builds, module by module (a swapped layer is a difference), with the same
+    settings and the same parameters frozen (``requires_grad=False``) as model 0.
 
     >>> from vmonf_mini import VMoNF
     >>> first_difference([VMoNF(2, 3), VMoNF(2, 4)])
@@ -51,6 +58,76 @@ def first_difference(models: Sequence[VMoNF], compare_device: bool = True) -> st
         ):
             if a != b and (what == "dtype" or compare_device):
                 return f"models[{i}] has {what} {a}, models[0] has {what} {b}"
+    if len(models) == 1 or ref.config["custom_components"]:
+        return ""  # trained one at a time, as fit trains them
+    return _structure_difference(models)
+
+
+def _structure_difference(models: Sequence[VMoNF]) -> str:
+    """The first module or tensor of a model that differs from what its configuration builds
+    (types and tensor shapes) or from model 0 (module settings, frozen parameters)."""
+    config = {k: v for k, v in models[0].config.items() if k != "custom_components"}
+    with torch.device("meta"):  # shapes only; the prior's values do not matter here
+        built = VMoNF(**{**config, "prior": None}).to(models[0].prior_logits.dtype)
+    types = {name: type(m) for name, m in built.named_modules() if name}
+    tensors = built.state_dict()
+    ref_modules = dict(models[0].named_modules())
+    ref_state = models[0].state_dict(keep_vars=True)
+    for i, model in enumerate(models):
+        modules = {name: m for name, m in model.named_modules() if name}
+        for name in sorted(types.keys() ^ modules.keys())[:1]:
+            return _missing_or_extra(i, name, name in types, "module")
+        for name, m in modules.items():
+            if type(m) is not types[name]:
+                return (
+                    f"models[{i}].{name} is a {type(m).__name__}, where its configuration builds "
+                    f"a {types[name].__name__} (fit_many stacks only that architecture; use fit)"
+                )
+            if m.extra_repr() != ref_modules[name].extra_repr():
+                return f"models[{i}].{name} is {m!r}, models[0].{name} is {ref_modules[name]!r}"
+        state = model.state_dict(keep_vars=True)
+        for name in sorted(tensors.keys() ^ state.keys())[:1]:
+            return _missing_or_extra(i, name, name in tensors, "tensor")
+        for name, t in state.items():
+            want = tensors[name]
+            if t.shape != want.shape or t.dtype != want.dtype:
+                return (
+                    f"models[{i}].{name} has shape {tuple(t.shape)} and dtype {t.dtype}, "
+                    f"its configuration builds {tuple(want.shape)} and {want.dtype}"
+                )
+            if t.requires_grad != ref_state[name].requires_grad:
+                frozen, other = (i, 0) if ref_state[name].requires_grad else (0, i)
+                return (
+                    f"models[{frozen}].{name} is frozen (requires_grad=False), models[{other}].{name} "
+                    "is not: fit_many trains runs that freeze the same parameters"
+                )
+    return ""
+
+
+def _missing_or_extra(run: int, name: str, missing: bool, what: str) -> str:
+    if missing:
+        return f"models[{run}] lacks the {what} {name}, which its configuration builds"
+    return f"models[{run}].{name} is a {what} its configuration does not build"
+
+
+def first_shared(models: Sequence[VMoNF]) -> str:
+    """``""`` when no two models share a tensor (a submodule, parameter or buffer); else the first pair.
+
+    >>> from vmonf_mini import VMoNF
+    >>> a, b = VMoNF(2, 3), VMoNF(2, 3)
+    >>> b.encoder = a.encoder
+    >>> first_shared([a, b])
+    'models[0].encoder.0.weight and models[1].encoder.0.weight are one tensor'
+    """
+    owners: Dict[int, Tuple[int, str]] = {}
+    for i, model in enumerate(models):
+        for name, t in model.state_dict(keep_vars=True).items():
+            memory = t.untyped_storage().data_ptr()
+            if memory == 0:  # no memory: nothing to share (empty or on 'meta')
+                continue
+            j, first = owners.setdefault(memory, (i, name))
+            if j != i:
+                return f"models[{j}].{first} and models[{i}].{name} are one tensor"
     return ""
 
 
@@ -103,6 +180,9 @@ class _Runs(nn.Module):
     def write_back(self) -> None:
         """Copy the trained state into the models (nothing to do for a single run)."""
 
+    def read_in(self) -> None:
+        """Take the models' state back, as a callback left it (nothing to do for a single run)."""
+
 
 class SingleRun(_Runs):
     """One model seen as a stack of one run: the model itself is trained, nothing is copied."""
@@ -120,36 +200,43 @@ class SingleRun(_Runs):
         return self.model.encoder(x[0]).unsqueeze(0)
 
 
+#: Where run r's copy of a model's tensor lies in a stacked tensor: ``view(r)``, a view of it.
+_View = Callable[[int], Tensor]
+#: A model's tensor (its state-dict name), the stacked tensor holding every run's copy, the view.
+_Link = Tuple[str, Tensor, _View]
+
+
 class _StackedBatchNorm(nn.Module):
     """R ``nn.BatchNorm1d`` layers (training mode) over ``(R, B, H)``: statistics per run and feature."""
 
-    def __init__(self, norms: Sequence[nn.BatchNorm1d]) -> None:
+    def __init__(self, norm: nn.BatchNorm1d, runs: int) -> None:
         super().__init__()
-        first = norms[0]
-        if first.momentum is None or not first.affine or not first.track_running_stats:
+        if norm.momentum is None or not norm.affine or not norm.track_running_stats:
             raise ValueError(
                 "fit_many stacks BatchNorm1d with a momentum, affine and running statistics"
             )
-        stack = lambda name: torch.stack([getattr(n, name).detach() for n in norms])[
-            :, None, :
-        ]  # noqa: E731
-        self.weight, self.bias = (
-            nn.Parameter(stack("weight").clone()),
-            nn.Parameter(stack("bias").clone()),
-        )
-        self.register_buffer("running_mean", stack("running_mean").clone())
-        self.register_buffer("running_var", stack("running_var").clone())
-        counts = [
-            n.num_batches_tracked
-            if n.num_batches_tracked is not None
-            else torch.zeros((), dtype=torch.long)
-            for n in norms
-        ]
+        like = lambda t: t.new_empty((runs, 1, norm.num_features))  # noqa: E731
+        self.weight = nn.Parameter(like(norm.weight.detach()))
+        self.bias = nn.Parameter(like(norm.bias.detach()))
+        self.register_buffer("running_mean", like(norm.running_mean))
+        self.register_buffer("running_var", like(norm.running_var))
         self.register_buffer(
-            "num_batches_tracked",
-            torch.stack([c.detach().cpu() for c in counts]).to(first.weight.device),
+            "num_batches_tracked", norm.num_batches_tracked.new_zeros(runs)
         )
-        self.momentum, self.eps = float(first.momentum), float(first.eps)
+        self.momentum, self.eps = float(norm.momentum), float(norm.eps)
+
+    def links(self, prefix: str) -> List[_Link]:
+        """Run r's weight, bias and statistics: row r of the stacked ones."""
+        return [
+            (prefix + name, t, lambda r, t=t: t[r, 0] if t.dim() == 3 else t[r])
+            for name, t in (
+                ("weight", self.weight),
+                ("bias", self.bias),
+                ("running_mean", self.running_mean),
+                ("running_var", self.running_var),
+                ("num_batches_tracked", self.num_batches_tracked),
+            )
+        ]
 
     def forward(self, h: Tensor) -> Tensor:
         n = h.shape[1]
@@ -164,38 +251,26 @@ class _StackedBatchNorm(nn.Module):
         self.num_batches_tracked.add_(1)
         return centered * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
-    def write_back(self, norms: Sequence[nn.BatchNorm1d]) -> None:
-        for r, norm in enumerate(norms):
-            norm.weight.copy_(self.weight[r, 0])
-            norm.bias.copy_(self.bias[r, 0])
-            norm.running_mean.copy_(self.running_mean[r, 0])
-            norm.running_var.copy_(self.running_var[r, 0])
-            if norm.num_batches_tracked is not None:
-                norm.num_batches_tracked.copy_(self.num_batches_tracked[r])
-
 
 class _StackedEncoder(nn.Module):
-    """R encoders ``Linear, ReLU[, BatchNorm1d], ..., Linear`` as stacked layers."""
+    """R encoders ``Linear, ReLU[, BatchNorm1d], ..., Linear`` (model 0's shapes) as stacked layers."""
 
-    def __init__(self, encoders: Sequence[nn.Sequential]) -> None:
+    def __init__(self, encoder: nn.Sequential, runs: int) -> None:
         super().__init__()
-        layers = list(zip(*encoders))
-        linears = [group for group in layers if isinstance(group[0], nn.Linear)]
-        norms = [group for group in layers if isinstance(group[0], nn.BatchNorm1d)]
-        self.linears = nn.ModuleList(self._stacked_linear(group) for group in linears)
-        self.norms = nn.ModuleList(_StackedBatchNorm(group) for group in norms)
-        self._sources = (linears, norms)
-
-    @staticmethod
-    def _stacked_linear(group: Sequence[nn.Linear]) -> StackedLinear:
-        first = group[0]
-        layer = StackedLinear(len(group), first.in_features, first.out_features).to(
-            first.weight
-        )
-        with torch.no_grad():
-            layer.weight.copy_(torch.stack([lin.weight.t() for lin in group]))
-            layer.bias.copy_(torch.stack([lin.bias for lin in group])[:, None, :])
-        return layer
+        self.linears, self.norms = nn.ModuleList(), nn.ModuleList()
+        self.links: List[_Link] = []
+        for i, layer in enumerate(encoder):
+            if isinstance(layer, nn.Linear):
+                linear = StackedLinear(runs, layer.in_features, layer.out_features)
+                w, b = linear.to(layer.weight).weight, linear.bias
+                self.linears.append(linear)
+                self.links += [
+                    (f"encoder.{i}.weight", w, lambda r, w=w: w[r].t()),
+                    (f"encoder.{i}.bias", b, lambda r, b=b: b[r, 0]),
+                ]
+            elif isinstance(layer, nn.BatchNorm1d):
+                self.norms.append(_StackedBatchNorm(layer, runs))
+                self.links += self.norms[-1].links(f"encoder.{i}.")
 
     def forward(self, x: Tensor) -> Tensor:
         h = x
@@ -205,27 +280,19 @@ class _StackedEncoder(nn.Module):
                 h = self.norms[i](h)
         return self.linears[-1](h)
 
-    def write_back(self) -> None:
-        linears, norms = self._sources
-        for stacked, group in zip(self.linears, linears):
-            for r, lin in enumerate(group):
-                lin.weight.copy_(stacked.weight[r].t())
-                lin.bias.copy_(stacked.bias[r, 0])
-        for stacked, group in zip(self.norms, norms):
-            stacked.write_back(group)
-
 
 class RunStack(_Runs):
     """R models of one architecture (built-in flows) as one module of R*K stacked components.
 
-    The models are left untouched until ``write_back()``.  Building the stack does not
-    consume torch's global random numbers.
+    The models are left untouched until ``write_back()``; ``read_in()`` takes their state
+    back (after a callback edited them).  Parameters the models froze are frozen in the
+    stack too.  Building the stack does not consume torch's global random numbers.
     """
 
     def __init__(self, models: Sequence[VMoNF], checked: bool = False) -> None:
         """``checked``: the caller has already compared the models (``fit_many`` does)."""
         super().__init__()
-        problem = "" if checked else first_difference(models)
+        problem = "" if checked else first_difference(models) or first_shared(models)
         if problem:
             raise ValueError(f"fit_many needs models of one architecture: {problem}")
         if models[0].config["custom_components"]:
@@ -234,32 +301,59 @@ class RunStack(_Runs):
             )
         self.models, self.runs, self.k = list(models), len(models), models[0].k
         ref = models[0].prior_logits
-        with (
-            torch.random.fork_rng(devices=[]),
-            torch.no_grad(),
-        ):  # its initial values are overwritten
+        with torch.random.fork_rng(devices=[]):  # its initial values are overwritten
             self.components = built_in_flows(models[0].config, self.runs * self.k).to(
                 dtype=ref.dtype, device=ref.device
             )
-            self._shared = self._copy_components_in()
-            self.encoder = _StackedEncoder([m.encoder for m in models])
-            prior = torch.stack([m.prior_logits.detach() for m in models]).clone()
-        if isinstance(models[0].prior_logits, nn.Parameter):
+            self.encoder = _StackedEncoder(models[0].encoder, self.runs)
+        prior = ref.detach().new_empty((self.runs, self.k))
+        if isinstance(ref, nn.Parameter):
             self.prior_logits = nn.Parameter(prior)
         else:
             self.register_buffer("prior_logits", prior)
+        prior = self.prior_logits
+        self._links = self._component_links() + self.encoder.links
+        self._links.append(("prior_logits", prior, lambda r, p=prior: p[r]))
+        self.read_in()
 
-    def _copy_components_in(self) -> Dict[str, bool]:
-        """Fill the stacked flows from the models'; returns, per tensor, whether all runs share it."""
-        shared: Dict[str, bool] = {}
-        sources = [m.components.state_dict() for m in self.models]
-        for name, target in self.components.state_dict().items():
-            parts = [s[name] for s in sources]
-            shared[name] = (
-                parts[0].shape == target.shape
-            )  # masks and orders: one copy for all runs
-            target.copy_(parts[0] if shared[name] else torch.cat(parts, dim=0))
-        return shared
+    def _component_links(self) -> List[_Link]:
+        """Run r's copy of a flow tensor is its K rows; tensors without a K axis (masks,
+        orders) are one copy for all runs, taken from model 0 here."""
+        links: List[_Link] = []
+        first = self.models[0].components.state_dict()
+        for name, target in self.components.state_dict(keep_vars=True).items():
+            n = first[name].shape[0] if first[name].dim() else 0
+            if n and target.shape == (self.runs * n, *first[name].shape[1:]):
+                view = lambda r, t=target, n=n: t[r * n : (r + 1) * n]  # noqa: E731
+                links.append(("components." + name, target, view))
+            else:
+                with torch.no_grad():
+                    target.copy_(first[name])
+        return links
+
+    @torch.no_grad()
+    def read_in(self) -> None:
+        """Copy the models' parameters and buffers into the stack, in place (the optimizer's
+        tensors stay the same), and freeze the stacked parameters the models froze."""
+        states = [m.state_dict(keep_vars=True) for m in self.models]
+        for name, stacked, view in self._links:
+            frozen = {not state[name].requires_grad for state in states}
+            if isinstance(stacked, nn.Parameter):
+                if len(frozen) > 1:
+                    raise ValueError(
+                        f"fit_many trains runs that freeze the same parameters: {name} is "
+                        "frozen (requires_grad=False) in some models only"
+                    )
+                stacked.requires_grad_(not frozen.pop())
+            for r, state in enumerate(states):
+                view(r).copy_(state[name])
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        states = [m.state_dict(keep_vars=True) for m in self.models]
+        for name, _, view in self._links:
+            for r, state in enumerate(states):
+                state[name].copy_(view(r))
 
     def joint(self, x: Tensor) -> Tensor:
         r, b, d = x.shape
@@ -273,14 +367,3 @@ class RunStack(_Runs):
 
     def logits(self, x: Tensor) -> Tensor:
         return self.encoder(x)
-
-    @torch.no_grad()
-    def write_back(self) -> None:
-        k = self.k
-        state = self.components.state_dict()
-        for r, model in enumerate(self.models):
-            for name, target in model.components.state_dict().items():
-                if not self._shared[name]:
-                    target.copy_(state[name][r * k : (r + 1) * k])
-            model.prior_logits.copy_(self.prior_logits[r])
-        self.encoder.write_back()

@@ -40,7 +40,7 @@ from .checks import (
 from .layers import StackedLinear
 from .mixture import MIN_TEMPERATURE, VMoNF
 from .objectives import consistency_kl, labeled_loss, tempered_log_q, unlabeled_loss
-from .stacking import RunStack, SingleRun, first_difference
+from .stacking import RunStack, SingleRun, first_difference, first_shared
 
 __all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
 
@@ -245,24 +245,32 @@ def fit_many(
     their components are stacked R*K along the flows' leading axis and their encoders into one
     stacked network, so R runs cost a few times one (``bench/speed.py``; chapter 6).  Each run
     keeps its own seed, shuffling, initial assignment, labels and gradient clipping.
+    Parameters the models froze (``requires_grad=False``) stay as they were, as in :func:`fit`,
+    and what a callback changes in a model is what its training goes on from.
 
     Args:
-        models: R :class:`VMoNF` of one configuration, dtype and device.
+        models: R :class:`VMoNF` of one configuration, dtype and device, each as that
+            configuration builds it (no swapped layers), none sharing a module with another,
+            all freezing the same parameters.
         x: data, ``(N, D)``, shared by all runs; or a list of R data sets (tensors or arrays),
             one per run (chapter 7 appends each seed's own labeled points).
         labels: ``None``, one ``(N,)`` tensor for all runs, or a list of R such tensors (runs
-            may label different points, and different numbers of points). Runs with as many
-            points and as many labeled points share a pass; other runs are trained in turn.
+            may label different points, and different numbers of points; ``None`` for a run
+            without labels). Runs with as many points and as many labeled points (and all or
+            none with an initial assignment) share a pass; other runs are trained in turn.
         seeds: R integers (default: drawn from torch's global generator). Unlike :func:`fit`,
             torch's global generator is not re-seeded.
         max_parallel: at most this many runs share a pass (default: as many as half the free
             memory of the device holds, by an estimate of a run's parameters, optimizer state and
             activations); more runs are trained in turn.
         **options: any keyword argument of :func:`fit` except ``seed``. ``init`` may also be a
-            list of R assignments; ``callback(epoch, model)`` is called for every model.
-            ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
+            list of R entries (``None``, ``"kmeans"`` or assignments); ``callback(epoch,
+            model)`` is called for every model. ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
 
     Raises:
+        ValueError: before any model is moved or trained, for models that differ or share a
+            module, or a per-run list without one entry per model; the message names the
+            argument and the run (``models[1].encoder.0``, ``labels[1]``).
         FloatingPointError: a loss became NaN or infinite; the message names the run (index
             and seed), the phase, epoch and step. Every model of that pass is left in eval
             mode with the state of the last finite step; runs of earlier passes are complete.
@@ -286,6 +294,12 @@ def fit_many(
         raise ValueError(
             "models holds the same VMoNF more than once; give every run its own model"
         )
+    shared = first_shared(models)
+    if shared:
+        raise ValueError(
+            f"fit_many needs models that share no module or tensor: {shared}; give every "
+            "run its own copy (copy.deepcopy)"
+        )
     if "seed" in options:
         raise TypeError("fit_many takes seeds=[...] (one per model), not seed=")
     unknown = sorted(set(options) - set(_DEFAULTS) - {"epochs"})
@@ -308,7 +322,7 @@ def fit_many(
         seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if max_parallel is not None:
         max_parallel = check_positive_int(max_parallel, "max_parallel")
-    return _fit_runs(models, x, labels, seeds, settings, max_parallel)
+    return _fit_runs(models, x, labels, seeds, settings, max_parallel, per_run=True)
 
 
 _DEFAULTS: Dict[str, Any] = {
@@ -402,13 +416,28 @@ def _check_seed(seed: Any, name: str) -> int:
     return int(seed)
 
 
-def _per_run(value: Any, runs: int) -> List[Any]:
-    """``value`` for every run: a list of ``runs`` per-run arrays (their lengths are checked
-    against each run's data later), or one value repeated."""
-    if isinstance(value, (list, tuple)) and len(value) == runs and runs > 0:
-        if all(isinstance(v, (Tensor, np.ndarray, list, tuple)) for v in value):
-            return list(value)
-    return [value] * runs
+def _per_run(value: Any, runs: int, name: str) -> Tuple[List[Any], List[str]]:
+    """``value`` for every run and the name its errors give it.
+
+    A list or tuple of per-run entries (for ``x`` 2-D tensors or arrays; otherwise ``None``,
+    strings, lists and arrays) must hold one per run: ``labels[1]`` names run 1's.  Anything
+    else is one value for all runs (a list of numbers, or of a data set's rows, is one array)."""
+    if name == "x":
+        entry = lambda v: isinstance(v, (Tensor, np.ndarray)) and v.ndim >= 2  # noqa: E731
+    else:
+        entry = lambda v: (  # noqa: E731
+            v is None
+            or isinstance(v, (str, list, tuple))
+            or (isinstance(v, (Tensor, np.ndarray)) and v.ndim > 0)
+        )
+    if isinstance(value, (list, tuple)) and any(entry(v) for v in value):
+        if len(value) != runs:
+            raise ValueError(
+                f"{name} is a per-run list of length {len(value)} but there are {runs} "
+                "models: give one entry per model, or one value for all"
+            )
+        return list(value), [f"{name}[{i}]" for i in range(runs)]
+    return [value] * runs, [name] * runs
 
 
 def _fit_runs(
@@ -418,38 +447,52 @@ def _fit_runs(
     seeds: Optional[List[int]],
     s: _Settings,
     max_parallel: Optional[int],
+    per_run: bool = False,
 ) -> List[History]:
-    """Validate everything, then move the models and train them in passes of runs alike."""
+    """Validate everything, then move the models and train them in passes of runs alike.
+
+    ``per_run``: ``x``, ``labels`` and ``init`` may be lists of one entry per model (fit_many).
+    """
     problem = first_difference(models, compare_device=s.device is None)
     if problem:
         raise ValueError(f"fit_many needs models of one architecture: {problem}")
     ref = models[0].prior_logits
     r = len(models)
-    datasets = x if _is_per_run_data(x, r) else [x] * r
+    one = lambda v, runs, name: ([v] * runs, [name] * runs)  # noqa: E731
+    split = _per_run if per_run else one
+    (datasets, x_names), (labels, label_names), (inits, init_names) = (
+        split(x, r, "x"),
+        split(labels, r, "labels"),
+        split(s.init, r, "init"),
+    )
     shared = datasets[0] is x
     points = [
-        as_data(
-            d, models[0].dim, "x" if shared else f"x[{i}]", dtype=ref.dtype
-        ).detach()
-        for i, d in enumerate(datasets[:1] if shared else datasets)
+        as_data(d, models[0].dim, name, dtype=ref.dtype).detach()
+        for d, name in zip(datasets[:1] if shared else datasets, x_names)
     ]  # .detach(): a graph on x is not trained
     points = points * r if shared else points
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
-    runs = []
-    per_run_labels, per_run_init = _per_run(labels, r), _per_run(s.init, r)
-    for i, (seed, data) in enumerate(zip(seeds, points)):
-        runs.append(
-            _new_run(i, seed, per_run_labels[i], per_run_init[i], data, models[0].k, s)
+    runs = [
+        _new_run(
+            i,
+            seeds[i],
+            (labels[i], label_names[i]),
+            (inits[i], init_names[i]),
+            data,
+            models[0].k,
+            s,
         )
+        for i, data in enumerate(points)
+    ]
     device = s.device or ref.device
     for model in models:
         model.to(device)
-    groups: Dict[
-        Tuple[int, int], List[int]
-    ] = {}  # runs alike: as many points, as many of them labeled
+    # runs alike: as many points, as many of them labeled, all or none with an init phase
+    groups: Dict[Tuple[int, int, bool], List[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault((run.x.shape[0], run.labeled.numel()), []).append(i)
+        alike = (run.x.shape[0], run.labeled.numel(), run.init is not None)
+        groups.setdefault(alike, []).append(i)
     width = max_parallel or _runs_that_fit(models[0], s, device)
     if models[0].config[
         "custom_components"
@@ -464,38 +507,36 @@ def _fit_runs(
     return [run.history for run in runs]
 
 
-def _is_per_run_data(x: Any, runs: int) -> bool:
-    """Whether ``x`` is a list of ``runs`` data sets (each a 2-D tensor or array) rather than one."""
-    return (
-        isinstance(x, (list, tuple))
-        and len(x) == runs
-        and all(isinstance(d, (Tensor, np.ndarray)) and d.ndim == 2 for d in x)
-    )
-
-
 def _new_run(
-    index: int, seed: int, labels: Any, init: Any, x: Tensor, k: int, s: _Settings
+    index: int,
+    seed: int,
+    labels: Tuple[Any, str],
+    init: Tuple[Any, str],
+    x: Tensor,
+    k: int,
+    s: _Settings,
 ) -> _Run:
-    n = x.shape[0]
+    """Run ``index``: ``labels`` and ``init`` are its value and the name its errors give it."""
+    (labels, label_name), n = labels, x.shape[0]
     y = (
         torch.full((n,), -1, dtype=torch.long)
         if labels is None
-        else as_labels(labels, n, k, "labels").cpu()
+        else as_labels(labels, n, k, label_name).cpu()
     )
     labeled = (y >= 0).nonzero(as_tuple=True)[0]
     unlabeled = (y < 0).nonzero(as_tuple=True)[0]
     where = f" (run {index})" if index else ""
     if labeled.numel() == 1:
         raise ValueError(
-            f"labels{where} mark one point: label at least two points (batch norm needs two), or none"
+            f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
         )
     if s.pretrain_epochs and labeled.numel() < 2:
         raise ValueError(
-            "pretrain_epochs needs at least two labeled points (labels >= 0)"
+            f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
         )
     if unlabeled.numel() == 1 or (unlabeled.numel() == 0 and labeled.numel() < 2):
         raise ValueError(
-            "x needs at least two points to train on (batch norm needs two)"
+            f"x needs at least two points to train on (batch norm needs two){where}"
         )
     return _Run(
         index=index,
@@ -505,7 +546,7 @@ def _new_run(
         labeled=labeled,
         targets=y[labeled],
         unlabeled=unlabeled,
-        init=_initial_assignment(init, x, k, seed),
+        init=_initial_assignment(*init, x, k, seed),
     )
 
 
@@ -776,11 +817,13 @@ class _Loop:
         self.stack.train()
 
     def _call_back(self, epoch: int) -> None:
+        """The callback sees every model as trained so far; what it changes, training keeps."""
         self.stack.write_back()
         for model in self.models:
             model.eval()
             with torch.no_grad():
                 self.s.callback(epoch, model)
+        self.stack.read_in()
         self.stack.train()
 
 
@@ -805,18 +848,22 @@ def _agreement(
 
 
 def _initial_assignment(
-    init: Any, x: Tensor, k: int, seed: Optional[int]
+    init: Any, name: str, x: Tensor, k: int, seed: Optional[int]
 ) -> Optional[Tensor]:
-    """``None``, or initial cluster indices ``(N,)`` on the CPU."""
+    """``None``, or initial cluster indices ``(N,)`` on the CPU; errors call ``init`` ``name``."""
     if init is None:
         return None
     if isinstance(init, str):
+        if init != "kmeans":
+            raise ValueError(
+                f"{name} must be None, 'kmeans' or (N,) assignments, got {init!r}"
+            )
         from sklearn.cluster import KMeans
 
         points = x.detach().cpu().double().numpy()
         assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
         return torch.as_tensor(assign, dtype=torch.long)
-    return as_labels(init, x.shape[0], k, "init", allow_unlabeled=False).cpu()
+    return as_labels(init, x.shape[0], k, name, allow_unlabeled=False).cpu()
 
 
 def _schedule(temperature: Schedule) -> Callable[[int], float]:
