@@ -133,6 +133,43 @@ def _remove_stale_temporaries(folder: Path) -> None:
             continue
 
 
+def _prior_probabilities(prior: Prior, k: int) -> Optional[Tensor]:
+    """A fixed ``prior``'s K probabilities, checked, as a CPU tensor; ``None`` for ``None`` and
+    ``"learned"``.
+
+    Read on the CPU whatever the default device, so that the model can be built on the ``meta``
+    device (as :meth:`VMoNF.load` does to check a checkpoint's config before allocating it).
+
+    >>> _prior_probabilities([0.25, 0.75], 2).tolist()
+    [0.25, 0.75]
+    >>> _prior_probabilities([0.5, 0.6], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: prior probabilities must sum to 1, they sum to 1.100000
+    """
+    if prior is None or isinstance(prior, str):
+        if prior not in (None, "learned"):
+            raise ValueError(
+                f"prior must be None, 'learned' or K probabilities, got {prior!r}"
+            )
+        return None
+    try:
+        p = torch.as_tensor(
+            prior, dtype=torch.get_default_dtype(), device="cpu"
+        ).detach()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"prior must be None, 'learned' or {k} probabilities, got {prior!r}"
+        ) from None
+    if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
+        raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
+    if abs(float(p.sum()) - 1.0) > 1e-4:
+        raise ValueError(
+            f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}"
+        )
+    return p
+
+
 def _component_index(c: Any, k: int) -> int:
     """``c`` as a component index in ``0..k-1``: any integer (Python, numpy, a 0-d tensor), not a bool."""
     try:
@@ -283,6 +320,7 @@ class VMoNF(nn.Module):
         encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
         log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
         hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
+        probabilities = _prior_probabilities(prior, k)
         self.dim, self.k = dim, k
         self.config: Dict[str, Any] = dict(
             dim=dim,
@@ -291,9 +329,7 @@ class VMoNF(nn.Module):
             blocks=blocks,
             hidden=hidden if isinstance(hidden, int) else list(hidden),
             encoder_hidden=list(encoder_hidden),
-            prior=prior
-            if prior is None or isinstance(prior, str)
-            else [float(p) for p in torch.as_tensor(prior)],
+            prior=prior if probabilities is None else probabilities.tolist(),
             batch_norm=batch_norm,
             encoder_batch_norm=encoder_batch_norm,
             log_scale_bound=log_scale_bound,
@@ -309,34 +345,13 @@ class VMoNF(nn.Module):
         else:
             self.components = built_in_flows(self.config, k)
         self.encoder = _encoder(dim, k, encoder_hidden, encoder_batch_norm)
-        self._init_prior(prior, k)
-
-    def _init_prior(self, prior: Prior, k: int) -> None:
-        if prior is None:
-            self.register_buffer("prior_logits", torch.zeros(k))
-        elif isinstance(prior, str):
-            if prior != "learned":
-                raise ValueError(
-                    f"prior must be None, 'learned' or K probabilities, got {prior!r}"
-                )
+        if isinstance(prior, str):  # "learned", checked above
             self.prior_logits = nn.Parameter(torch.zeros(k))
-        else:
-            p = torch.as_tensor(
-                prior, dtype=torch.get_default_dtype(), device="cpu"
-            )  # checked here, then a buffer
-            if (
-                p.shape != (k,)
-                or not bool(torch.isfinite(p).all())
-                or bool((p <= 0).any())
-            ):
-                raise ValueError(
-                    f"prior must be {k} positive probabilities, got {p.tolist()}"
-                )
-            if abs(float(p.sum()) - 1.0) > 1e-4:
-                raise ValueError(
-                    f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}"
-                )
-            self.register_buffer("prior_logits", p.log())
+        else:  # fixed: uniform, or the given probabilities (on the default device)
+            logits = torch.zeros(k)
+            if probabilities is not None:
+                logits.copy_(probabilities.log())
+            self.register_buffer("prior_logits", logits)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -591,4 +606,9 @@ class VMoNF(nn.Module):
             raise ValueError(
                 f"{path}: weights do not match the architecture in its config: {err}"
             ) from None
+        if bool(torch.isnan(model.log_prior()).any()):  # NaN, +inf or all -inf logits
+            raise ValueError(
+                f"{path}: its prior_logits are not a distribution's logits: "
+                f"{model.prior_logits.tolist()}"
+            )
         return model.eval()
