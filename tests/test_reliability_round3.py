@@ -6,6 +6,8 @@ reseeded torch's global generator, data whose standard deviation overflows, NaN 
 far points, and input errors that named the wrong problem.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -260,3 +262,159 @@ def test_values_whose_centring_overflows_float64_are_refused_clearly(fitted):
     small = MixtureOfFlows(3, **TINY).fit(X * 1e-3)
     with pytest.raises(ValueError, match="X lies too far from the training data"):
         small.predict(np.array([[1e308, 0.0]]))
+
+
+# ------------------------------------------------------------------ D12: far points' posteriors
+def _far_rows(dtype):
+    return torch.tensor(
+        [[0.3, -0.2], [1e30, 1e30], [-1e30, 5.0], [1.0, 2.0]], dtype=dtype
+    )
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A float32 model trained a little (its encoder's logits overflow near 3e38)."""
+    x, _ = vm.data.pinwheel(n_per_class=24, seed=0)
+    torch.manual_seed(0)
+    model = VMoNF(2, 5, blocks=2, hidden=8, encoder_hidden=(8,))
+    vm.fit(model, x, seed=0, epochs=2, batch_size=32, progress=False)
+    return model.eval()
+
+
+def _is_distribution(p):
+    return bool(torch.isfinite(p).all()) and torch.allclose(
+        p.sum(dim=1), torch.ones(len(p), dtype=p.dtype)
+    )
+
+
+def test_the_exact_posterior_of_far_float32_points_is_computed_in_float64(trained):
+    x = _far_rows(torch.float32)
+    with torch.no_grad():
+        joint = trained.joint(x)
+        assert bool(torch.isneginf(joint[1:3]).all())  # log p(x|c) = -inf in float32
+        p = trained.exact_posterior(x)
+        wide = copy.deepcopy(trained).double()
+        expected = torch.softmax(wide.joint(x.double()), dim=1).float()
+    assert p.dtype == torch.float32 and _is_distribution(p)
+    assert torch.equal(p[1:3], expected[1:3])
+    assert torch.equal(p[[0, 3]], torch.softmax(joint[[0, 3]], dim=1))  # rows as before
+    assert torch.equal(
+        trained.predict(x, exact=True), expected.argmax(dim=1)
+    )  # the same components as the posterior
+
+
+def test_the_amortized_posterior_near_float32s_limit_is_a_distribution(trained):
+    x = torch.tensor([[3e38, 3e38], [-3e38, 3e38], [0.5, 0.5]])
+    with torch.no_grad():
+        assert not bool(torch.isfinite(trained.encoder(x[:1])).any())  # they overflow
+        q, log_q = trained.posterior(x), trained.log_posterior(x)
+        logits = copy.deepcopy(trained).double().encoder(x.double())
+    assert _is_distribution(q) and not bool(torch.isnan(log_q).any())
+    assert torch.equal(trained.predict(x), logits.argmax(dim=1))
+    assert torch.equal(q.argmax(dim=1), logits.argmax(dim=1))
+
+
+def test_far_rows_in_training_mode_evaluate_the_whole_batch_in_float64(trained):
+    model = copy.deepcopy(trained).train()
+    x = torch.cat([_far_rows(torch.float32), torch.randn(6, 2)])
+    p = model.exact_posterior(x)
+    assert _is_distribution(p)
+    assert model.training
+
+
+def test_points_beyond_float64s_reach_get_a_clear_error():
+    model = VMoNF(2, 3, blocks=2, hidden=8).double().eval()
+    x = torch.tensor([[0.1, 0.2], [1e300, 1e300]], dtype=torch.float64)
+    assert bool(torch.isneginf(model.log_prob(x)[1]))
+    for call in (model.exact_posterior, lambda x: model.predict(x, exact=True)):
+        with pytest.raises(ValueError, match=r"1 of 2 rows of x: they lie too far"):
+            call(x)
+    assert _is_distribution(model.exact_posterior(x[:1]))
+
+
+def test_a_model_with_nan_weights_is_named_as_the_cause():
+    model = VMoNF(2, 3, blocks=2).double().eval()
+    with torch.no_grad():
+        next(model.components.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+        model.exact_posterior(torch.zeros(2, 2, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ D13: input messages
+@pytest.fixture
+def small():
+    return VMoNF(2, 3, blocks=1, encoder_hidden=(4,)).eval()
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.uint16],
+)
+def test_integer_inputs_of_any_width_are_converted(small, dtype):
+    x = torch.tensor([[1, 2], [3, 0]], dtype=dtype)
+    with torch.no_grad():
+        expected = small.log_prob(x.float())
+        assert torch.equal(small.log_prob(x), expected)
+        assert torch.equal(small.log_prob(x.numpy()), expected)
+
+
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        (torch.ones(2, 2, dtype=torch.bool), "dtype torch.bool"),
+        (torch.ones(2, 2, dtype=torch.complex64), "dtype torch.complex64"),
+        (np.array([["a", "b"]]), "<U1"),
+        ([["a", "b"]], "list"),
+    ],
+)
+def test_what_is_not_numbers_is_refused_naming_what_is_accepted(small, bad, what):
+    with pytest.raises(TypeError, match=r"real numbers \(a floating-point or integer"):
+        small.log_prob(bad)
+    with pytest.raises(TypeError, match=what):
+        small.log_prob(bad)
+
+
+def test_finite_float64_beyond_float32s_range_is_called_an_overflow(small):
+    x = np.array([[1e39, 0.0], [0.0, 0.0], [-5e40, 1.0]])
+    with pytest.raises(ValueError, match="beyond the range of torch.float32") as error:
+        small.log_prob(x)
+    assert "NaN" not in str(error.value) and "2 of 3 rows" in str(error.value)
+    assert torch.isfinite(
+        small.double().log_prob(x)
+    ).all()  # a float64 model takes them
+
+
+def test_nan_and_infinite_inputs_are_still_called_so(small):
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"NaN or infinite values \(in 1 of 2"):
+            small.log_prob(np.array([[bad, 0.0], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("temperature", ["0.5", b"1", True])
+@pytest.mark.parametrize("method", ["posterior", "log_posterior", "elbo"])
+def test_a_temperature_that_is_not_a_number_is_refused(small, method, temperature):
+    with pytest.raises(TypeError, match="temperature must be a positive number"):
+        getattr(small, method)(torch.zeros(2, 2), temperature=temperature)
+
+
+@pytest.mark.parametrize("temperature", ["0.5", lambda step: "0.5"])
+def test_fit_refuses_a_string_temperature(temperature):
+    model = VMoNF(2, 3, blocks=1, encoder_hidden=(4,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match="temperature.* must be a positive number"):
+        vm.fit(
+            model,
+            torch.randn(32, 2),
+            epochs=1,
+            batch_size=16,
+            temperature=temperature,
+            progress=False,
+        )
+    if isinstance(temperature, str):  # refused before any training
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_numeric_temperatures_are_still_accepted(small):
+    x = torch.zeros(2, 2)
+    for t in (0.5, 1, np.float32(0.5), torch.tensor(0.5)):
+        assert _is_distribution(small.posterior(x, temperature=t))
