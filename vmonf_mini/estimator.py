@@ -297,7 +297,11 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=n_init)]
 
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # the runs seed torch's generators; every one is restored afterwards (CUDA's too)
+        gpus = (
+            list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        )
+        with torch.random.fork_rng(devices=gpus):
             models = []
             for seed in seeds:
                 torch.manual_seed(seed)  # each run's weights from its own seed
