@@ -35,16 +35,32 @@ def as_data(
     dtype: Optional[torch.dtype] = None,
     device: Optional[torch.device] = None,
 ) -> Tensor:
-    """Return ``x`` as a finite floating tensor of shape ``(N, dim)`` with N >= 1."""
+    """Return ``x`` as a finite floating tensor of shape ``(N, dim)`` with N >= 1.
+
+    Floating-point and integer inputs (of any width, signed or not) are accepted, integers
+    converted to ``dtype`` (default: torch's default dtype). Finite values that overflow
+    ``dtype`` (float64 data beyond 3.4e38 for a float32 model) are refused with a message
+    that says so, apart from NaN and infinite values.
+
+    >>> as_data(torch.ones(2, 2, dtype=torch.int16)).dtype
+    torch.float32
+    >>> as_data(torch.tensor([[1e39, 0.0]], dtype=torch.float64), dtype=torch.float32)
+    Traceback (most recent call last):
+    ...
+    ValueError: x holds values beyond the range of torch.float32 (in 1 of 1 rows; |x| up to 1e+39, torch.float32 holds up to 3.4e+38): rescale x, or use a float64 model (model.double())
+    """
     if not isinstance(x, (Tensor, np.ndarray, list, tuple)):
         raise TypeError(
             f"{name} must be a tensor or array of shape (N, D), got {type(x).__name__}"
         )
-    t = torch.as_tensor(x)
-    if not (
-        t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.uint8)
-    ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    accepted = "real numbers (a floating-point or integer dtype)"
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        what = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(f"{name} must hold {accepted}, got {what}") from None
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold {accepted}, got dtype {t.dtype}")
     if t.dim() != 2:
         expected = f"(N, {dim})" if dim is not None else "(N, D)"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
@@ -52,15 +68,21 @@ def as_data(
         raise ValueError(f"{name} must have shape (N, {dim}), got {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name} is empty: it needs at least one row")
-    t = t.to(
-        dtype=dtype
-        or (t.dtype if t.is_floating_point() else torch.get_default_dtype()),
-        device=device,
-    )
+    given = t
+    target = dtype or (t.dtype if t.is_floating_point() else torch.get_default_dtype())
+    t = t.to(dtype=target, device=device)
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
+        if given.is_floating_point() and not bool(torch.isfinite(given).all()):
+            raise ValueError(
+                f"{name} contains NaN or infinite values (in {bad} of {t.shape[0]} rows)"
+            )
+        largest = float(given.to(torch.float64).abs().max())
         raise ValueError(
-            f"{name} contains NaN or infinite values (in {bad} of {t.shape[0]} rows)"
+            f"{name} holds values beyond the range of {target} (in {bad} of "
+            f"{t.shape[0]} rows; |{name}| up to {largest:.3g}, {target} holds up to "
+            f"{torch.finfo(target).max:.3g}): rescale {name}, or use a float64 model "
+            "(model.double())"
         )
     return t
 
@@ -130,6 +152,15 @@ def check_number(
 
 
 def check_temperature(value: Any, name: str = "temperature") -> float:
+    """A positive finite number (a 0-d tensor too), as a float; a string or a bool is refused.
+
+    >>> check_temperature("0.5")
+    Traceback (most recent call last):
+    ...
+    TypeError: temperature must be a positive number, got '0.5'
+    """
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
     try:
         t = float(value)
     except (TypeError, ValueError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -77,6 +77,64 @@ def _train_runs(
         except FloatingPointError:
             histories.append(None)
     return histories
+
+
+def _mean_and_scale(X: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The features' means and standard deviations (1 for a constant feature), finite for any
+    finite ``X``.
+
+    Where the squares (or the sum) of a feature overflow float64 (values beyond about 1e154),
+    its moments are computed on the feature divided by its largest magnitude, then scaled back.
+
+    >>> mean, scale = _mean_and_scale(np.array([[1e300, 5.0], [3e300, 5.0]]))
+    >>> bool(np.allclose(mean, [2e300, 5.0])), bool(np.allclose(scale, [1e300, 1.0]))
+    (True, True)
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+    far = ~(np.isfinite(mean) & np.isfinite(scale))
+    if far.any():
+        size = np.abs(X[:, far]).max(axis=0)
+        unit = X[:, far] / size
+        mean[far], scale[far] = unit.mean(axis=0) * size, unit.std(axis=0) * size
+    scale = np.where(
+        scale > 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean)),
+        scale,
+        1.0,
+    )
+    return mean, scale
+
+
+def _standardise(
+    X: np.ndarray, mean: np.ndarray, scale: np.ndarray, problem: str
+) -> np.ndarray:
+    """``(X - mean) / scale``; where a finite ``X`` overflows float64 on the way, a ValueError
+    that says so, ``problem`` naming the cause."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = (X - mean) / scale
+    if not np.isfinite(x).all():
+        rows = int((~np.isfinite(x)).any(axis=1).sum())
+        raise ValueError(
+            f"standardising X, (X - mean_) / scale_, overflows float64 in {rows} of "
+            f"{x.shape[0]} rows: {problem}; rescale the features"
+        )
+    return x
+
+
+@torch.no_grad()
+def _evaluate(model: VMoNF, x: np.ndarray, fn: Any) -> np.ndarray:
+    """``fn(model, x_chunk)`` over standardised ``x`` in chunks, concatenated as numpy."""
+    ref = model.prior_logits
+    parts = [
+        fn(
+            model,
+            torch.as_tensor(x[i : i + _CHUNK], dtype=ref.dtype, device=ref.device),
+        )
+        .cpu()
+        .numpy()
+        for i in range(0, x.shape[0], _CHUNK)
+    ]
+    return np.concatenate(parts)
 
 
 class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
@@ -151,7 +209,8 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             differs from that over the tenth before by at most ``tol`` nats per point.
         labels_: ``predict(X)`` of the training data.
         mean_: the features' means (the standardisation is ``(X - mean_) / scale_``).
-        scale_: the features' standard deviations (1 for a constant feature).
+        scale_: the features' standard deviations (1 for a constant feature), finite for any
+            finite ``X`` (computed in rescaled units where the squares would overflow).
         n_features_in_: number of features seen in ``fit``.
     """
 
@@ -197,8 +256,16 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         """Train ``n_init`` runs on ``X (n_samples, n_features)`` and keep the best; returns ``self``.
 
         ``y``: optional component indices ``0..K-1`` with ``-1`` for unlabeled points.
+
+        Every parameter is checked before any training. The new fitted state is built aside and
+        replaces the old one only once the fit has succeeded: a fit that fails (a refused
+        parameter or input, a non-finite objective, Ctrl-C) leaves a fitted estimator exactly
+        as it was. Torch's global random generator is left as the caller had it: the runs draw
+        from their own seeds, drawn from ``random_state``.
         """
-        X = _validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        # validate_data sets n_features_in_ (and feature_names_in_) on a copy, not on self
+        scratch = copy.copy(self)
+        X = _validate_data(scratch, X, dtype=np.float64, ensure_min_samples=2)
         k = check_positive_int(self.n_components, "n_components")
         if X.shape[0] < k:
             raise ValueError(
@@ -218,42 +285,36 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(
                 "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
             )
-
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self.scale_ = np.where(
-            scale > 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(self.mean_)),
-            scale,
-            1.0,
+        settings = self._settings(labels is not None)
+        mean, scale = _mean_and_scale(X)
+        standardised = _standardise(
+            X, mean, scale, "the values of X span more than float64 holds once centred"
         )
-        x = torch.as_tensor(self._standardise(X), dtype=torch.float32)
+        x = torch.as_tensor(standardised, dtype=torch.float32)
         device = (
             torch.device(self.device) if self.device is not None else default_device()
         )
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=n_init)]
 
-        models = []
-        for seed in seeds:
-            torch.manual_seed(seed)  # each run's weights from its own seed
-            models.append(self._new_model(X.shape[1], k).to(device))
-        settings = dict(
-            epochs=self._epochs(labels is not None),
-            batch_size=check_positive_int(self.batch_size, "batch_size"),
-            lr=check_number(self.learning_rate, "learning_rate"),
-            init=self._head_start(x, labels, k, seeds[0]),
-            init_epochs=self.init_epochs,
-            pretrain_epochs=self.pretrain_epochs if labels is not None else 0,
-            device=device,
-            progress=bool(self.verbose),
+        # the runs seed torch's generators; every one is restored afterwards (CUDA's too)
+        gpus = (
+            list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         )
-        histories = _train_runs(
-            models,
-            x.to(device),
-            None if labels is None else labels.to(device),
-            seeds,
-            **settings,
-        )
+        with torch.random.fork_rng(devices=gpus):
+            models = []
+            for seed in seeds:
+                torch.manual_seed(seed)  # each run's weights from its own seed
+                models.append(self._new_model(X.shape[1], k).to(device))
+            histories = _train_runs(
+                models,
+                x.to(device),
+                None if labels is None else labels.to(device),
+                seeds,
+                init=self._head_start(x, labels, k, seeds[0]),
+                device=device,
+                **settings,
+            )
         objectives = [
             -math.inf if h is None else self._objective(m.double(), x, labels)
             for m, h in zip(models, histories)
@@ -264,14 +325,50 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
                 "every run ended with a non-finite objective: try a lower learning_rate"
             )
 
-        self.model_ = models[best].eval()
-        self.history_ = histories[best]
-        self.lower_bounds_ = np.asarray(objectives) - float(np.log(self.scale_).sum())
-        self.lower_bound_ = float(self.lower_bounds_[best])
-        self.n_iter_ = len(self.history_.loss)
-        self.converged_ = self._converged(self.history_.loss)
-        self.labels_ = self.predict(X)
+        model, history = models[best].eval(), histories[best]
+        lower_bounds = np.asarray(objectives) - float(np.log(scale).sum())
+        fitted = dict(
+            n_features_in_=scratch.n_features_in_,
+            mean_=mean,
+            scale_=scale,
+            model_=model,
+            history_=history,
+            lower_bounds_=lower_bounds,
+            lower_bound_=float(lower_bounds[best]),
+            n_iter_=len(history.loss),
+            converged_=self._converged(history.loss),
+            labels_=_evaluate(model, standardised, lambda m, x: m.predict(x)).astype(
+                np.int64
+            ),
+        )
+        if hasattr(scratch, "feature_names_in_"):
+            fitted["feature_names_in_"] = scratch.feature_names_in_
+        else:
+            vars(self).pop("feature_names_in_", None)
+        vars(self).update(fitted)  # the swap: one update, after everything succeeded
         return self
+
+    def _settings(self, semi_supervised: bool) -> Dict[str, Any]:
+        """The training settings, every parameter checked (errors name it) before any work."""
+        check_number(self.tol, "tol", positive=False)
+        init_epochs = check_positive_int(self.init_epochs, "init_epochs")
+        pretrain = self.pretrain_epochs
+        if (
+            isinstance(pretrain, (bool, np.bool_))
+            or not isinstance(pretrain, (int, np.integer))
+            or pretrain < 0
+        ):
+            raise ValueError(
+                f"pretrain_epochs must be an integer >= 0, got {pretrain!r}"
+            )
+        return dict(
+            epochs=self._epochs(semi_supervised),
+            batch_size=check_positive_int(self.batch_size, "batch_size"),
+            lr=check_number(self.learning_rate, "learning_rate"),
+            init_epochs=init_epochs,
+            pretrain_epochs=int(pretrain) if semi_supervised else 0,
+            progress=bool(self.verbose),
+        )
 
     def _epochs(self, semi_supervised: bool) -> int:
         if isinstance(self.max_epochs, str) and self.max_epochs == "auto":
@@ -374,29 +471,17 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         return bool(abs(last - before) <= self.tol)
 
     # ------------------------------------------------------------------ helpers
-    def _standardise(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean_) / self.scale_
-
     def _input(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = _validate_data(self, X, dtype=np.float64, reset=False)
-        return self._standardise(X)
+        return _standardise(
+            X, self.mean_, self.scale_, "X lies too far from the training data"
+        )
 
-    @torch.no_grad()
     def _per_chunk(self, X: Any, fn: Any) -> np.ndarray:
         """``fn(model, x_chunk)`` over standardised ``X`` in chunks, concatenated as numpy."""
-        x = self._input(X)
-        ref = self.model_.prior_logits
-        parts = [
-            fn(
-                self.model_,
-                torch.as_tensor(x[i : i + _CHUNK], dtype=ref.dtype, device=ref.device),
-            )
-            .cpu()
-            .numpy()
-            for i in range(0, x.shape[0], _CHUNK)
-        ]
-        return np.concatenate(parts)
+        x = self._input(X)  # checks that the estimator is fitted
+        return _evaluate(self.model_, x, fn)
 
     # ------------------------------------------------------------------ prediction
     def predict(self, X: Any, exact: bool = False) -> np.ndarray:

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 import os
@@ -131,6 +132,48 @@ def _remove_stale_temporaries(folder: Path) -> None:
                 tmp.unlink()
         except OSError:  # removed meanwhile by another save, or not ours to remove
             continue
+
+
+def _prior_probabilities(prior: Prior, k: int) -> Optional[Tensor]:
+    """A fixed ``prior``'s K probabilities, checked, as a CPU tensor; ``None`` for ``None`` and
+    ``"learned"``.
+
+    Read on the CPU whatever the default device, so that the model can be built on the ``meta``
+    device (as :meth:`VMoNF.load` does to check a checkpoint's config before allocating it).
+
+    >>> _prior_probabilities([0.25, 0.75], 2).tolist()
+    [0.25, 0.75]
+    >>> _prior_probabilities([0.5, 0.6], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: prior probabilities must sum to 1, they sum to 1.100000
+    """
+    if prior is None or isinstance(prior, str):
+        if prior not in (None, "learned"):
+            raise ValueError(
+                f"prior must be None, 'learned' or K probabilities, got {prior!r}"
+            )
+        return None
+    try:
+        p = torch.as_tensor(
+            prior, dtype=torch.get_default_dtype(), device="cpu"
+        ).detach()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"prior must be None, 'learned' or {k} probabilities, got {prior!r}"
+        ) from None
+    if p.shape != (k,) or not bool(torch.isfinite(p).all()) or bool((p <= 0).any()):
+        raise ValueError(f"prior must be {k} positive probabilities, got {p.tolist()}")
+    if abs(float(p.sum()) - 1.0) > 1e-4:
+        raise ValueError(
+            f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}"
+        )
+    return p
+
+
+def _overflowed(values: Tensor) -> Tensor:
+    """Rows of ``(N, K)`` scores with a NaN or without any finite entry, shape ``(N,)``."""
+    return torch.isnan(values).any(dim=1) | ~torch.isfinite(values).any(dim=1)
 
 
 def _component_index(c: Any, k: int) -> int:
@@ -283,6 +326,7 @@ class VMoNF(nn.Module):
         encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
         log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
         hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
+        probabilities = _prior_probabilities(prior, k)
         self.dim, self.k = dim, k
         self.config: Dict[str, Any] = dict(
             dim=dim,
@@ -291,9 +335,7 @@ class VMoNF(nn.Module):
             blocks=blocks,
             hidden=hidden if isinstance(hidden, int) else list(hidden),
             encoder_hidden=list(encoder_hidden),
-            prior=prior
-            if prior is None or isinstance(prior, str)
-            else [float(p) for p in torch.as_tensor(prior)],
+            prior=prior if probabilities is None else probabilities.tolist(),
             batch_norm=batch_norm,
             encoder_batch_norm=encoder_batch_norm,
             log_scale_bound=log_scale_bound,
@@ -309,34 +351,13 @@ class VMoNF(nn.Module):
         else:
             self.components = built_in_flows(self.config, k)
         self.encoder = _encoder(dim, k, encoder_hidden, encoder_batch_norm)
-        self._init_prior(prior, k)
-
-    def _init_prior(self, prior: Prior, k: int) -> None:
-        if prior is None:
-            self.register_buffer("prior_logits", torch.zeros(k))
-        elif isinstance(prior, str):
-            if prior != "learned":
-                raise ValueError(
-                    f"prior must be None, 'learned' or K probabilities, got {prior!r}"
-                )
+        if isinstance(prior, str):  # "learned", checked above
             self.prior_logits = nn.Parameter(torch.zeros(k))
-        else:
-            p = torch.as_tensor(
-                prior, dtype=torch.get_default_dtype(), device="cpu"
-            )  # checked here, then a buffer
-            if (
-                p.shape != (k,)
-                or not bool(torch.isfinite(p).all())
-                or bool((p <= 0).any())
-            ):
-                raise ValueError(
-                    f"prior must be {k} positive probabilities, got {p.tolist()}"
-                )
-            if abs(float(p.sum()) - 1.0) > 1e-4:
-                raise ValueError(
-                    f"prior probabilities must sum to 1, they sum to {float(p.sum()):.6f}"
-                )
-            self.register_buffer("prior_logits", p.log())
+        else:  # fixed: uniform, or the given probabilities (on the default device)
+            logits = torch.zeros(k)
+            if probabilities is not None:
+                logits.copy_(probabilities.log())
+            self.register_buffer("prior_logits", logits)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -415,9 +436,69 @@ class VMoNF(nn.Module):
         )
 
     def exact_posterior(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
-        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
+        """The true responsibilities ``p(c|x)`` under the model, shape ``(N, K)`` (chunks: :meth:`log_prob`).
+
+        Far from the data (float32 at about 1e30) every ``log p(x|c)`` can overflow to
+        ``-inf``, and the softmax would be 0/0. Such rows are evaluated again by a float64 copy
+        of the model (see :meth:`_far_rows_in_float64`), so every row is a distribution;
+        where float64 overflows too (a float64 model at about 1e300), a ``ValueError`` names
+        the rows.
+        """
         return self._in_chunks(
-            lambda part: torch.softmax(self._joint(part), dim=1), x, chunk_size
+            lambda part: self._far_rows_in_float64(
+                "exact_posterior",
+                part,
+                lambda model, rows: model._joint(rows),
+                lambda joint: torch.softmax(joint, dim=1),
+            ),
+            x,
+            chunk_size,
+        )
+
+    def _far_rows_in_float64(
+        self,
+        what: str,
+        x: Tensor,
+        scores: Callable[["VMoNF", Tensor], Tensor],
+        finish: Callable[[Tensor], Tensor],
+    ) -> Tensor:
+        """``finish(scores(self, x))``, the rows whose scores overflowed evaluated in float64.
+
+        A row overflowed where its ``(K,)`` scores hold a NaN or no finite value (the joint of
+        a point far from the data, or encoder logits near the dtype's limit). In eval mode those
+        rows, in training mode all rows (batch norm uses the batch's statistics), are evaluated
+        again by a float64 copy of the model, without gradient, and ``finish`` is applied in
+        float64 before the result is cast back. Rows that overflow float64 too, or in a float64
+        model, are refused: a ``ValueError`` that says whether the points lie too far from the
+        data or the weights are not finite. The other rows are exactly
+        ``finish(scores(self, x))``.
+        """
+        values = scores(self, x)
+        out = finish(values)
+        far = _overflowed(values)
+        if not bool(far.any()):
+            return out
+        rows = torch.ones_like(far) if self.training else far
+        if values.dtype != torch.float64:
+            with torch.no_grad():
+                wide = copy.deepcopy(self).to(torch.float64)
+                again = scores(wide, x[rows].to(torch.float64))
+            if not bool(_overflowed(again).any()):
+                return out.index_put((rows,), finish(again).to(out.dtype))
+            far = rows.clone().masked_scatter_(rows, _overflowed(again))
+        finite = all(
+            bool(torch.isfinite(t).all())
+            for t in self.state_dict().values()
+            if t.is_floating_point()
+        )
+        cause = (
+            f"they lie too far from the data (|x| up to {float(x[far].abs().max()):.3g})"
+            if finite
+            else "the model's weights hold NaN or infinite values"
+        )
+        raise ValueError(
+            f"{what}: no component has a finite score, even in float64, for "
+            f"{int(far.sum())} of {x.shape[0]} rows of x: {cause}"
         )
 
     # ------------------------------------------------------------------ posterior
@@ -428,16 +509,31 @@ class VMoNF(nn.Module):
     def log_posterior(
         self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> Tensor:
-        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)`` (chunks: :meth:`log_prob`)."""
-        check_temperature(temperature)
+        """``log q(c|x) = log_softmax(logits / max(T, MIN_TEMPERATURE))``, shape ``(N, K)`` (chunks: :meth:`log_prob`).
+
+        Rows whose logits overflow the model's dtype (float32 inputs near 3e38) are evaluated
+        again in float64, as in :meth:`exact_posterior`; a ``ValueError`` where that overflows
+        too.
+        """
+        t = max(check_temperature(temperature), MIN_TEMPERATURE)
         return self._in_chunks(
-            lambda part: self._log_q(part, temperature), x, chunk_size
+            lambda part: self._far_rows_in_float64(
+                "posterior",
+                part,
+                lambda model, rows: model.encoder(rows) / t,
+                lambda logits: torch.log_softmax(logits, dim=1),
+            ),
+            x,
+            chunk_size,
         )
 
     def posterior(
         self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> Tensor:
-        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one (chunks: :meth:`log_prob`)."""
+        """The amortized posterior ``q(c|x)``, shape ``(N, K)``, rows sum to one (chunks: :meth:`log_prob`).
+
+        Far rows as in :meth:`log_posterior`.
+        """
         return self.log_posterior(x, temperature, chunk_size).exp()
 
     def _elbo(self, x: Tensor, temperature: float) -> Tensor:
@@ -470,10 +566,21 @@ class VMoNF(nn.Module):
     ) -> Tensor:
         """Cluster assignment ``argmax_c q(c|x)`` (or of ``p(c|x)`` when ``exact``), shape ``(N,)``.
 
-        Chunks as :meth:`log_prob`; under ``torch.no_grad()`` memory stays flat in N.
+        Chunks as :meth:`log_prob`; under ``torch.no_grad()`` memory stays flat in N. Far rows
+        as in :meth:`exact_posterior` (evaluated again in float64, else a ``ValueError``).
         """
-        scores = self._joint if exact else self.encoder
-        return self._in_chunks(lambda part: scores(part).argmax(dim=1), x, chunk_size)
+        return self._in_chunks(
+            lambda part: self._far_rows_in_float64(
+                "predict",
+                part,
+                lambda model, rows: (
+                    model._joint(rows) if exact else model.encoder(rows)
+                ),
+                lambda scores: scores.argmax(dim=1),
+            ),
+            x,
+            chunk_size,
+        )
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -591,4 +698,9 @@ class VMoNF(nn.Module):
             raise ValueError(
                 f"{path}: weights do not match the architecture in its config: {err}"
             ) from None
+        if bool(torch.isnan(model.log_prior()).any()):  # NaN, +inf or all -inf logits
+            raise ValueError(
+                f"{path}: its prior_logits are not a distribution's logits: "
+                f"{model.prior_logits.tolist()}"
+            )
         return model.eval()
