@@ -7,6 +7,7 @@ served on 127.0.0.1 by a thread of this process; Chromium runs with every host n
 * every image loaded (``naturalWidth > 0``);
 * every math element typeset by MathJax (the build ships MathJax 2.7 in ``_static/mathjax``),
   no MathJax error, and no raw TeX (``$$``, ``\\(``, ``\\begin{...}``...) left in the text;
+* no raw Markdown table syntax (a ``|---|`` delimiter row) in the text: every table rendered;
 * every widget view drawn (where the page has widget views);
 * no error in the console: no script exception, failed request or HTTP error;
 * no request to another host, except the allowed ones (``ONLINE_ONLY``);
@@ -70,6 +71,10 @@ RAW_TEX = re.compile(
     r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\end\{|\\frac|\\mathbb|\\mathcal|\\sum_|\\log\b"
     r"|\$[^$\n]*[\\^_{}][^$\n]*\$"
 )
+
+#: a Markdown table's delimiter row left as text: the table did not render (e.g. a ``|`` inside
+#: a cell that was not escaped, so the header and delimiter rows disagree)
+RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
 
 
 def _chromium() -> Optional[str]:
@@ -766,6 +771,12 @@ def test_page(page, site, tab):
                 else ""
             )
         )
+    problems += [
+        "raw Markdown table in the text: ..."
+        + " ".join(report["pageText"][max(0, m.start() - 60) : m.end() + 20].split())
+        + "..."
+        for m in list(RAW_TABLE.finditer(report["pageText"]))[:3]
+    ]
     controls = _controls_shown(report["widgetViews"], report["widgetState"])
     if controls:  # a static page cannot act on a control: show a figure instead (e.g. small multiples)
         problems.append(

@@ -267,24 +267,30 @@ def markdown_table(
     header: Sequence[Any], rows: Iterable[Sequence[Any]]
 ) -> MarkdownTable:
     """A Markdown table from a header and rows of cells (chapters 4-9); the last expression of a
-    cell, or ``display(...)``, renders it.
+    cell, or ``display(...)``, renders it. A ``|`` inside a cell is escaped, so ``q(c|x)``
+    stays one cell.
 
-    >>> print(markdown_table(["model", "ACC"], [["GMM", "0.75"], ["VMoNF", "0.99"]]))
-    | model | ACC |
+    >>> print(markdown_table(["model", "q(c|x)"], [["GMM", "0.75"], ["VMoNF", "0.99"]]))
+    | model | q(c\\|x) |
     |---|---|
     | GMM | 0.75 |
     | VMoNF | 0.99 |
     """
-    header = [str(h) for h in header]
+    header = [_cell(h) for h in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [str(c) for c in row]
+        cells = [_cell(c) for c in row]
         if len(cells) != len(header):
             raise ValueError(
                 f"a row has {len(cells)} cells, the header {len(header)}: {cells}"
             )
         lines.append("| " + " | ".join(cells) + " |")
     return MarkdownTable("\n".join(lines))
+
+
+def _cell(value: Any) -> str:
+    """A table cell's text: ``|`` escaped, line breaks as spaces (a row is one line)."""
+    return " ".join(str(value).split("\n")).replace("|", "\\|")
 
 
 def glue(name: str, value: Any, fmt: str = "") -> Any:
