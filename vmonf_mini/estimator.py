@@ -48,6 +48,7 @@ __all__ = ["MixtureOfFlows"]
 _CHUNK = 8192  # rows per forward pass at prediction time
 #: Epochs of the main phase for ``max_epochs="auto"``. With labels the ELBO phase is kept short:
 #: a long one lets a component drift from its labeled points onto another class (chapter 7).
+#: With ``label_graph`` the propagated labels hold the classes in place: the unsupervised length.
 AUTO_EPOCHS = {"unsupervised": 100, "semi-supervised": 10}
 
 
@@ -150,10 +151,15 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
 
     **Semi-supervised.** ``fit(X, y)`` with ``y`` holding a component index ``0..K-1`` for
     labeled points and ``-1`` for unlabeled ones (scikit-learn's convention): component ``c``
-    is then class ``c``. The head start is then scikit-learn's ``LabelSpreading`` (15-nearest-
-    neighbour graph) from the labeled points, in place of ``init``; the labeled points keep
-    their labels throughout. (Chapter 7 pretrains on the labeled points instead; after this head
-    start, pretraining on 64 points made the two circles worse, so ``pretrain_epochs`` is 0.)
+    is then class ``c``. The labels are propagated along a ``label_graph``-nearest-neighbour
+    graph of the points (``vm.fit(..., label_graph=10)``, :mod:`vmonf_mini.graph`): the runs
+    start from the propagated labels, in place of ``init``, and q(c|x) is kept near them
+    through the ELBO phase, so that one or a few labels per class suffice where the graph
+    joins each class (two moons, two circles); the labeled points keep their labels
+    throughout. ``label_graph=None`` gives the earlier head start, scikit-learn's
+    ``LabelSpreading`` (15-nearest-neighbour graph), and the paper's objective. (Chapter 7
+    pretrains on the labeled points instead; after a head start, pretraining on 64 points made
+    the two circles worse, so ``pretrain_epochs`` is 0.)
 
     **Choosing the run.** The objective is the mean, over the training points, of the ELBO at
     temperature 1 (``log p(x) - KL(q(c|x) || p(c|x))``; for a labeled point ``log p(x, y)``):
@@ -186,10 +192,12 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             mixture's start gave 0.95 where k-means' gave 0.935 (median of 10 seeds).
         init_epochs: epochs of the head start (components and encoder on the initial partition).
         max_epochs: epochs of the main phase (ELBO on all points); training always runs them all.
-            ``"auto"``: 100, or 10 with labels, since a long
-            ELBO phase lets a component drift from its labeled points (chapter 7).
+            ``"auto"``: 100, or 10 with labels and ``label_graph=None``, since a long
+            ELBO phase then lets a component drift from its labeled points (chapter 7).
         pretrain_epochs: epochs on the labeled points alone before the main phase (with ``y``;
             chapter 7's way, off by default, see above).
+        label_graph: with ``y``, the neighbours of the graph the labels are propagated along
+            (``vm.fit``'s ``label_graph``); ``None``: the earlier head start, see above.
         batch_size: points per step.
         learning_rate: Adam's learning rate.
         tol: tolerance of ``converged_`` (nats per point), see below.
@@ -227,6 +235,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         init_epochs: int = 20,
         max_epochs: Any = "auto",
         pretrain_epochs: int = 0,
+        label_graph: Optional[int] = 10,
         batch_size: int = 512,
         learning_rate: float = 3e-3,
         tol: float = 1e-2,
@@ -244,6 +253,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         self.init_epochs = init_epochs
         self.max_epochs = max_epochs
         self.pretrain_epochs = pretrain_epochs
+        self.label_graph = label_graph
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.tol = tol
@@ -362,11 +372,12 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
                 f"pretrain_epochs must be an integer >= 0, got {pretrain!r}"
             )
         return dict(
-            epochs=self._epochs(semi_supervised),
+            epochs=self._epochs(semi_supervised and self.label_graph is None),
             batch_size=check_positive_int(self.batch_size, "batch_size"),
             lr=check_number(self.learning_rate, "learning_rate"),
             init_epochs=init_epochs,
             pretrain_epochs=int(pretrain) if semi_supervised else 0,
+            label_graph=self.label_graph if semi_supervised else None,
             progress=bool(self.verbose),
         )
 
@@ -382,6 +393,8 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         full-covariance Gaussian mixture (the best of 10 starts by its likelihood), ``None``; with
         labels, scikit-learn's label spreading from the labeled points (k-nearest-neighbour graph)."""
         points = x.double().numpy()
+        if labels is not None and self.label_graph is not None:
+            return None  # fit propagates the labels and starts from them
         if labels is not None:
             from sklearn.semi_supervised import LabelSpreading
 

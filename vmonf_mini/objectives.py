@@ -17,7 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["elbo", "tempered_log_q", "unlabeled_loss", "labeled_loss", "consistency_kl"]
+__all__ = [
+    "elbo",
+    "tempered_log_q",
+    "unlabeled_loss",
+    "labeled_loss",
+    "consistency_kl",
+    "soft_target_loss",
+]
 
 
 def tempered_log_q(logits: Tensor, temperature: float) -> Tensor:
@@ -56,3 +63,10 @@ def labeled_loss(
 def consistency_kl(target_log_q: Tensor, perturbed_log_q: Tensor) -> Tensor:
     """``KL(q(c|x) || q(c|x + eps))``: a perturbed point should keep its cluster (chapter 9)."""
     return (target_log_q.exp() * (target_log_q - perturbed_log_q)).sum(-1)
+
+
+def soft_target_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """``-sum_c target_c log q(c|x)``, ``q`` at temperature 1: the cross-entropy of the encoder
+    against a distribution over the components, e.g. labels propagated along a neighbour graph
+    (:mod:`vmonf_mini.graph`). A one-hot ``target`` gives the labeled loss's cross-entropy."""
+    return -(target * torch.log_softmax(logits, dim=-1)).sum(-1)

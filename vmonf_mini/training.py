@@ -39,7 +39,13 @@ from .checks import (
 )
 from .layers import StackedLinear
 from .mixture import MIN_TEMPERATURE, VMoNF
-from .objectives import consistency_kl, labeled_loss, tempered_log_q, unlabeled_loss
+from .objectives import (
+    consistency_kl,
+    labeled_loss,
+    soft_target_loss,
+    tempered_log_q,
+    unlabeled_loss,
+)
 from .stacking import RunStack, SingleRun, first_difference, first_shared
 
 __all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
@@ -123,6 +129,8 @@ class _Settings:
     init_epochs: int
     init_lr: Optional[float]
     min_temperature: Optional[float]
+    label_graph: Optional[int] = None
+    label_graph_weight: float = 3.0
 
 
 @dataclass
@@ -138,6 +146,8 @@ class _Run:
     unlabeled: Tensor  # indices into x of the other points (CPU)
     init: Optional[Tensor]  # initial assignment of every point (CPU), or None
     history: History = field(default_factory=History)
+    # label_graph: every point's propagated label, one-hot (N, K) on the CPU, or None
+    soft: Optional[Tensor] = None
 
 
 def fit(
@@ -163,6 +173,8 @@ def fit(
     init_epochs: int = 20,
     init_lr: Optional[float] = None,
     min_temperature: Optional[float] = MIN_TEMPERATURE,
+    label_graph: Optional[int] = None,
+    label_graph_weight: float = 3.0,
 ) -> History:
     """Train ``model`` on ``x`` with Adam; returns a :class:`History`. The model ends in eval mode.
 
@@ -209,6 +221,19 @@ def fit(
         min_temperature: the smallest temperature the training divides the logits by (default
             :data:`~vmonf_mini.mixture.MIN_TEMPERATURE`, 1e-3); ``None`` for none, as the paper
             (its MNIST run, chapter 8). The schedule's own value is what ``History`` records.
+        label_graph: with a handful of labels (chapter 7), the number of neighbours of a
+            k-nearest-neighbour graph of ``x`` along which the labels are propagated
+            (:func:`vmonf_mini.graph.propagate`: scikit-learn's ``LabelPropagation``); ``None``
+            (default) for none, the paper's objective. The ``init`` phase then trains on the
+            propagated labels (unless ``init`` is given), and the main phase runs over every
+            point, adding to its negative ELBO ``label_graph_weight`` times the cross-entropy
+            of q(c|x) against its propagated label (a labeled point's: its label;
+            :func:`~vmonf_mini.objectives.soft_target_loss`), so that the ELBO does not undo
+            the start. (No separate batch of labeled points: a few labels would make a
+            batch of a few points, whose batch-norm statistics spoil the flows.) Needs labels
+            and ``objective="elbo"``.
+        label_graph_weight: the weight of that cross-entropy (0: the propagated start only,
+            then the ELBO over all points, the labeled ones included).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names the phase
@@ -384,7 +409,24 @@ def _settings(options: Dict[str, Any]) -> _Settings:
         min_temperature=None
         if options["min_temperature"] is None
         else check_temperature(options["min_temperature"], "min_temperature"),
+        **_label_graph_settings(options),
     )
+
+
+def _label_graph_settings(options: Dict[str, Any]) -> Dict[str, Any]:
+    """``label_graph`` (``None`` or a number of neighbours) and its weight, validated."""
+    graph = options["label_graph"]
+    if graph is not None:
+        graph = check_positive_int(graph, "label_graph")
+        if options["objective"] != "elbo":
+            raise ValueError(
+                "label_graph trains the encoder q(c|x), which objective='exact' does not use: "
+                "use objective='elbo'"
+            )
+    weight = check_number(
+        options["label_graph_weight"], "label_graph_weight", positive=False
+    )
+    return dict(label_graph=graph, label_graph_weight=weight)
 
 
 def _device(device: Any) -> Optional[torch.device]:
@@ -538,6 +580,22 @@ def _new_run(
         raise ValueError(
             f"x needs at least two points to train on (batch norm needs two){where}"
         )
+    soft = None
+    if s.label_graph is not None:
+        if labeled.numel() == 0:
+            raise ValueError(
+                f"label_graph propagates labels, but {label_name} mark no point: "
+                "label a few points per class (labels >= 0), or set label_graph=None"
+            )
+        from .graph import propagate
+
+        probs = propagate(
+            x.detach().cpu().double().numpy(), y.numpy(), k, s.label_graph
+        )
+        propagated = torch.as_tensor(probs).argmax(1)
+        soft = torch.nn.functional.one_hot(propagated, k).to(x.dtype)
+        if init[0] is None:
+            init = (propagated, init[1])
     return _Run(
         index=index,
         seed=seed,
@@ -547,6 +605,7 @@ def _new_run(
         targets=y[labeled],
         unlabeled=unlabeled,
         init=_initial_assignment(*init, x, k, seed),
+        soft=soft,
     )
 
 
@@ -596,6 +655,11 @@ class _Loop:
             SingleRun(models[0]) if len(models) == 1 else RunStack(models, checked=True)
         )
         self.with_init = runs[0].init is not None
+        self.soft = (  # label_graph: (R, N, K) propagated labels
+            None
+            if runs[0].soft is None
+            else torch.stack([run.soft for run in runs]).to(self.x)
+        )
         self.optimizer = self._adam(
             s.init_lr if self.with_init and s.init_lr is not None else s.lr
         )
@@ -713,7 +777,10 @@ class _Loop:
 
     def _unlabeled_epoch(self, epoch: int) -> List[float]:
         totals = [0.0] * len(self.runs)
-        batches = self._batches([r.unlabeled for r in self.runs])
+        if self.soft is None:
+            batches = self._batches([r.unlabeled for r in self.runs])
+        else:  # label_graph: every point, a labeled one's target its label (one-hot)
+            batches = self._batches([torch.arange(self.x.shape[1])] * len(self.runs))
         for i, idx in enumerate(batches, 1):
             self.steps += 1
             temperature = self._temperature()
@@ -733,12 +800,12 @@ class _Loop:
     def _main_loss(self, idx: Tensor, temperature: float) -> Tensor:
         """Per run: the unlabeled loss, the consistency term, and a batch of labeled points."""
         s, x = self.s, self.x[self.rows, idx]
-        log_q = (
-            None
-            if s.objective == "exact"
-            else tempered_log_q(self.stack.logits(x), temperature)
-        )
+        logits = None if s.objective == "exact" else self.stack.logits(x)
+        log_q = None if logits is None else tempered_log_q(logits, temperature)
         loss = unlabeled_loss(self.stack.joint(x), log_q, s.objective).mean(1)
+        if self.soft is not None and s.label_graph_weight:  # q(c|x) kept near them
+            ce = soft_target_loss(logits, self.soft[self.rows, idx])
+            loss = loss + s.label_graph_weight * ce.mean(1)
         if s.consistency:
             with torch.no_grad():
                 target = tempered_log_q(self.stack.logits(x), temperature)
@@ -753,7 +820,7 @@ class _Loop:
                 temperature,
             )
             loss = loss + s.consistency * consistency_kl(target, perturbed).mean(1)
-        if self.runs[0].labeled.numel() >= 2:
+        if self.runs[0].labeled.numel() >= 2 and self.soft is None:
             draws = [
                 torch.randperm(r.labeled.numel(), generator=r.generator)[: s.batch_size]
                 for r in self.runs
