@@ -148,6 +148,28 @@ def test_fit_many_takes_per_run_labels_with_label_graph():
     assert all(h.init_agreement is not None for h in histories)
 
 
+def test_fit_many_with_label_graph_ends_where_fit_ends():
+    """In float64, each run of one fit_many call ends with the state fit gives it."""
+    import copy
+
+    x, y = small_moons(160)
+    x = x.double()
+    labels = [torch.as_tensor(one_per_class(y, seed)) for seed in (0, 1)]
+    originals = [small_model(s).double() for s in (0, 1)]
+    alone, together = copy.deepcopy(originals), copy.deepcopy(originals)
+    options = dict(FIT, epochs=2, init_epochs=2, batch_size=64, label_graph=10)
+    for model, lab, seed in zip(alone, labels, (5, 6)):
+        vm.fit(model, x, lab, seed=seed, **options)
+    vm.fit_many(together, x, labels, seeds=[5, 6], **options)
+    for a, b in zip(alone, together):
+        for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            if ta.is_floating_point():
+                torch.testing.assert_close(ta, tb, atol=1e-6, rtol=0, msg=name)
+    first = [p.detach() for p in together[0].parameters()]
+    second = [p.detach() for p in together[1].parameters()]
+    assert not all(torch.equal(p, q) for p, q in zip(first, second))
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
