@@ -76,7 +76,9 @@ def chapter_paths() -> List[Path]:
     return sorted(paths, key=rank)
 
 
-PRE_TIMEOUT = 900  # seconds per cell; the longest cell of the default budget (chapter 9, section 2) takes about 4 minutes
+# seconds per cell; the longest cell of the default budget (chapter 9, section 2) takes about
+# 4 minutes. A failing cell is run again by the build, with the book's own timeout.
+PRE_TIMEOUT = 900
 
 
 def timeout_from_config() -> int:
@@ -99,11 +101,11 @@ def book_client_classes() -> Tuple[type, type]:
     class SlicedChannel(AsyncZMQSocketChannel):
         """A channel whose ``get_msg`` polls its socket for at most ``WAIT_SLICE`` at a time.
 
-        ``zmq.asyncio``'s poll returns when the loop is woken by the socket's edge-triggered
-        file descriptor, or at its timeout after one last ``zmq_poll(0)``. A wake-up consumed
-        elsewhere (``Session.send`` sends through a blocking shadow of the same socket, which
-        processes the socket's commands and drains its descriptor) leaves a message unread
-        until that timeout; slices bound the delay to ``WAIT_SLICE``.
+        ``zmq.asyncio``'s poll returns when the event loop is woken by the socket's
+        edge-triggered file descriptor, or at its timeout after one last ``zmq_poll(0)``. A
+        wake-up that never reaches the loop (the descriptor drained by another operation on
+        the socket, or no longer watched) leaves a message unread until that timeout; slices
+        bound the delay to ``WAIT_SLICE``.
         """
 
         # messages found only by a slice's final check, sent WAIT_SLICE or more before
