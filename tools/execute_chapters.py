@@ -176,7 +176,9 @@ def run_one(
     """Execute one notebook in its own kernel.
 
     Returns (path, executed notebook, seconds, error, facts), facts holding each code cell's
-    wall time (``cells``: index -> seconds) and the count of late replies (``late``).
+    wall time (``cells``: index -> seconds), the kernel's CPU time (``cpu``), the longest time
+    the kernel slept with the cell unanswered (``idle``), and the count of late replies
+    (``late``).
     """
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
@@ -213,7 +215,12 @@ def run_one(
         if result.err is None
         else (result.exc_string or repr(result.err)).strip().splitlines()[-1]
     )
-    facts = {"cells": watch.times, "late": channel.late - late_before}
+    facts = {
+        "cells": watch.times,
+        "cpu": watch.cpu,
+        "idle": watch.idle,
+        "late": channel.late - late_before,
+    }
     return path, nb, result.time, error, facts
 
 

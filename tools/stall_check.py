@@ -45,9 +45,14 @@ def one_round(budget: str, jobs: int, timeout: int) -> Dict[str, Any]:
                 _, _, seconds, error, facts = future.result()
             except Exception as err:  # a broken worker counts as a failed chapter
                 seconds, error, facts = 0.0, repr(err), {}
-            cells = {str(k): v for k, v in facts.get("cells", {}).items()}
             results[name] = dict(
-                seconds=seconds, error=error, cells=cells, late=facts.get("late", 0)
+                seconds=seconds,
+                error=error,
+                late=facts.get("late", 0),
+                **{
+                    key: {str(k): v for k, v in facts.get(key, {}).items()}
+                    for key in ("cells", "cpu", "idle")
+                },
             )
             if error is None:
                 stall_watch.save_times(budget, name, facts.get("cells", {}))
@@ -63,7 +68,7 @@ def one_round(budget: str, jobs: int, timeout: int) -> Dict[str, Any]:
 def beyond_usual(
     rounds: List[Dict[str, Any]],
 ) -> List[Tuple[float, Optional[str], Optional[str]]]:
-    """Per round: (longest wait beyond the usual time, chapter, cell)."""
+    """Per round: (longest time of a cell beyond its usual time, chapter, cell)."""
     times: Dict[Tuple[str, str], List[float]] = {}
     for r in rounds:
         for chapter, res in r["chapters"].items():
@@ -119,13 +124,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"\n{budget!r} budget, {len(rounds)} rounds; a cell's usual time is its median "
         "over the rounds"
     )
-    print("round  wall time  longest wait beyond usual (chapter, cell)")
+    print(
+        "round  wall time  longest time beyond usual (chapter, cell: its time, kernel CPU)"
+        "  longest kernel sleep in an unanswered cell"
+    )
     for i, (r, (extra, chapter, cell)) in enumerate(zip(rounds, worst), 1):
-        where = f"{chapter}, cell {cell}" if chapter else "-"
-        print(f"{i:5d}  {r['wall']:7.0f} s  {extra:6.1f} s ({where})")
+        where = "-"
+        if chapter:
+            res = r["chapters"][chapter]
+            cpu = res.get("cpu", {}).get(cell)
+            where = f"{chapter}, cell {cell}: {res['cells'][cell]:.1f} s" + (
+                f", CPU {cpu:.1f} s" if cpu is not None else ""
+            )
+        sleeps = [
+            (v, ch, c)
+            for ch, res in r["chapters"].items()
+            for c, v in res.get("idle", {}).items()
+        ]
+        sleep, sch, sc = max(sleeps, default=(0.0, None, None))
+        print(
+            f"{i:5d}  {r['wall']:7.0f} s  {extra:6.1f} s ({where})"
+            f"  {sleep:.0f} s" + (f" ({sch}, cell {sc})" if sch else "")
+        )
     longest = max((w[0] for w in worst), default=0.0)
     print(
-        f"longest wait beyond usual: {longest:.1f} s (limit {args.limit:.0f} s); "
+        f"longest time beyond usual: {longest:.1f} s (limit {args.limit:.0f} s); "
         f"failed chapters: {failed}; late replies: {late}; stall reports: {len(reports)}"
     )
     for path in reports:

@@ -73,6 +73,14 @@ def _cpu_seconds(pid: int) -> Optional[float]:
         return None
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (R running or runnable, S asleep, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
 def _process_state(pid: int) -> str:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -105,8 +113,13 @@ class Watch:
             for k, v in load_times(budget).get(self.chapter, {}).items()
             if v
         }
-        self.times: Dict[int, float] = {}
+        self.times: Dict[int, float] = {}  # wall seconds per cell
+        self.cpu: Dict[int, float] = {}  # the kernel's CPU seconds per cell
+        self.idle: Dict[
+            int, float
+        ] = {}  # longest stretch with the kernel asleep, unanswered
         self.cell: Optional[int] = None
+        self._cpu0: Optional[float] = None
         self.start = 0.0
         self.reported: set = set()
         self.log: collections.deque = collections.deque(maxlen=3000)
@@ -115,11 +128,17 @@ class Watch:
 
     # nbclient hooks (called in the event loop's thread)
     def on_cell_execute(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
+        pid = self._kernel_pid()
+        self._cpu0 = None if pid is None else _cpu_seconds(pid)
         self.cell, self.start = cell_index, time.monotonic()
 
     def on_cell_executed(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
         self.times[cell_index] = time.monotonic() - self.start
         self.cell = None
+        pid = self._kernel_pid()
+        cpu = None if pid is None else _cpu_seconds(pid)
+        if cpu is not None and self._cpu0 is not None:
+            self.cpu[cell_index] = cpu - self._cpu0
 
     def __enter__(self) -> "Watch":
         os.environ["VMONF_STALL_REPORTS"] = str(REPORTS)
@@ -138,20 +157,26 @@ class Watch:
             return None
 
     def _run(self) -> None:
-        cpu, still_since = None, None
+        cpu, still_since, watched = None, None, None
         while not self._stop.wait(2.0):
             cell = self.cell
-            if cell is None or cell in self.reported:
-                cpu, still_since = None, None
+            if cell != watched:  # a new cell (or none): start counting again
+                cpu, still_since, watched = None, None, cell
+            if cell is None:
                 continue
             elapsed = time.monotonic() - self.start
             pid = self._kernel_pid()
             now_cpu = None if pid is None else _cpu_seconds(pid)
-            if now_cpu is not None and now_cpu == cpu:
-                still_since = still_since or time.monotonic()
+            asleep = pid is not None and _state(pid) == "S"
+            if now_cpu is not None and now_cpu == cpu and asleep:
+                still_since = still_since or time.monotonic() - 2.0
+                stretch = time.monotonic() - still_since
+                self.idle[cell] = max(self.idle.get(cell, 0.0), stretch)
             else:
                 still_since = None
             cpu = now_cpu
+            if cell in self.reported:
+                continue
             usual = self.usual.get(cell)
             limit = UNKNOWN if usual is None else max(FACTOR * usual, usual + MARGIN)
             idle = still_since is not None and time.monotonic() - still_since >= IDLE
