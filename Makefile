@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: install format lint test book smoke-book browser-test colab-test bench robustness timings record clean
+.PHONY: install format lint test book stall-check smoke-book browser-test colab-test bench robustness timings record clean
 
 install: $(STAMP)
 
@@ -47,6 +47,15 @@ book: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/python tools/execute_chapters.py
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=$${VMONF_BUDGET:-default} $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
+
+## the chapters executed as `make book` executes them, 3 times in a row on the default budget and
+## 20 times on the smoke budget (no cache); fails when a cell ever takes more than 60 s beyond its
+## usual time (its median over the rounds) or a chapter fails. Reports: _build/stall-reports/
+STALL_ROUNDS ?= 3
+SMOKE_ROUNDS ?= 20
+stall-check: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=default $(BIN)/python tools/stall_check.py --rounds $(STALL_ROUNDS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} VMONF_BUDGET=smoke $(BIN)/python tools/stall_check.py --rounds $(SMOKE_ROUNDS)
 
 ## the browser test of the built book (run `make book` first; Chromium: sudo tools/install_browser.sh)
 ## Opens every page of _build/html in headless Chromium, offline; screenshots in artifacts/screenshots/.

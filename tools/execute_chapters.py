@@ -12,6 +12,19 @@ which chapters the build will retry.
 
     python tools/execute_chapters.py              # as many workers as CPU cores
     python tools/execute_chapters.py --jobs 1     # one at a time
+
+The kernels' replies are awaited in slices of ``WAIT_SLICE`` seconds (``BookKernelClient``):
+nbclient waits for a cell's reply with a single asyncio poll of the zmq socket, woken by the
+socket's edge-triggered ``ZMQ_FD``. When that one wake-up is lost the reply sits unread in the
+socket and the client waits, kernel idle, until the poll's timeout (the cell timeout, 900 s
+here), whose final ``zmq_poll`` finds the reply and the chapter goes on. Ending every wait after
+at most ``WAIT_SLICE`` seconds with that same check bounds a lost wake-up to ``WAIT_SLICE``. A
+wait that ended with a message its wake-up had missed is counted and printed ("late replies").
+
+Each cell's wall time is kept in ``_build/.cell_times.json`` (per budget); when a cell runs more
+than three times its usual time (``stall_watch``), its chapter's messages so far, the kernel's
+messages (``tools/kernel_msglog.py``) and the state of both processes are written to
+``_build/stall-reports/``.
 """
 
 from __future__ import annotations
@@ -22,7 +35,10 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+# stall_watch.py is beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -60,7 +76,9 @@ def chapter_paths() -> List[Path]:
     return sorted(paths, key=rank)
 
 
-PRE_TIMEOUT = 900  # seconds per cell; the longest cell of the default budget (chapter 9, section 2) takes about 4 minutes
+# seconds per cell; the longest cell of the default budget (chapter 9, section 2) takes about
+# 4 minutes. A failing cell is run again by the build, with the book's own timeout.
+PRE_TIMEOUT = 900
 
 
 def timeout_from_config() -> int:
@@ -70,33 +88,140 @@ def timeout_from_config() -> int:
     return int(config.get("execute", {}).get("timeout", 3600))
 
 
-def run_one(path: str, timeout: int) -> Tuple[str, object, float, Optional[str]]:
-    """Execute one notebook in its own kernel; return (path, executed notebook, seconds, error)."""
+WAIT_SLICE = 1.0  # seconds: the longest a client waits on one zmq wake-up (see above)
+
+
+def book_client_classes() -> Tuple[type, type]:
+    """(kernel manager class, kernel client class) that wait for messages in slices."""
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Type
+
+    class SlicedChannel(AsyncZMQSocketChannel):
+        """A channel whose ``get_msg`` polls its socket for at most ``WAIT_SLICE`` at a time.
+
+        ``zmq.asyncio``'s poll returns when the event loop is woken by the socket's
+        edge-triggered file descriptor, or at its timeout after one last ``zmq_poll(0)``. A
+        wake-up that never reaches the loop (the descriptor drained by another operation on
+        the socket, or no longer watched) leaves a message unread until that timeout; slices
+        bound the delay to ``WAIT_SLICE``.
+        """
+
+        # messages found only by a slice's final check, sent WAIT_SLICE or more before
+        late = 0
+        # a collections.deque of (time, "send" or "recv", message), or None
+        log: Optional[Any] = None
+
+        async def get_msg(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                step = WAIT_SLICE if left is None else max(0.0, min(WAIT_SLICE, left))
+                start = time.monotonic()
+                ready = await self.socket.poll(int(step * 1000))
+                if ready:
+                    msg = await self._recv()
+                    waited = time.monotonic() - start
+                    if step > 0 and waited >= step * 0.99:
+                        sent = msg["header"].get("date")
+                        if sent is not None and _age(sent) >= WAIT_SLICE:
+                            type(self).late += 1
+                    if self.log is not None:
+                        self.log.append((time.time(), "recv", msg))
+                    return msg
+                if left is not None and left <= WAIT_SLICE:
+                    from queue import Empty
+
+                    raise Empty
+
+        def send(self, msg: Dict[str, Any]) -> None:
+            super().send(msg)
+            if self.log is not None:
+                self.log.append((time.time(), "send", msg))
+
+    class BookKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedChannel)
+        iopub_channel_class = Type(SlicedChannel)
+        control_channel_class = Type(SlicedChannel)
+
+    class BookKernelManager(AsyncKernelManager):
+        client_factory = Type(BookKernelClient)
+        SlicedChannel: Optional[type] = None  # set below; read by stall_watch
+        # the manager of the kernel being run (one at a time per process)
+        current: Optional["BookKernelManager"] = None
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            type(self).current = self
+
+    BookKernelManager.SlicedChannel = SlicedChannel
+    return BookKernelManager, BookKernelClient
+
+
+def _age(sent: Any) -> float:
+    """Seconds since a message header's ``date``."""
+    import datetime
+
+    if isinstance(sent, str):
+        from dateutil.parser import isoparse
+
+        sent = isoparse(sent)
+    return (datetime.datetime.now(datetime.timezone.utc) - sent).total_seconds()
+
+
+def run_one(
+    path: str, timeout: int, budget: str = "default"
+) -> Tuple[str, object, float, Optional[str], Dict[str, Any]]:
+    """Execute one notebook in its own kernel.
+
+    Returns (path, executed notebook, seconds, error, facts), facts holding each code cell's
+    wall time (``cells``: index -> seconds), the kernel's CPU time (``cpu``), the longest time
+    the kernel slept with the cell unanswered (``idle``), and the count of late replies
+    (``late``).
+    """
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
+    import stall_watch
+
+    manager_class, _ = book_client_classes()
+    channel = manager_class.SlicedChannel
     for attempt in (1, 2):
         nb = nbformat.read(path, as_version=4)
+        watch = stall_watch.Watch(path, budget, manager_class)
+        late_before = channel.late
         try:
-            result = single_nb_execution(
-                nb,
-                cwd=str(Path(path).parent),
-                timeout=timeout,
-                allow_errors=False,
-                meta_override=True,
-            )
+            with watch:
+                result = single_nb_execution(
+                    nb,
+                    cwd=str(Path(path).parent),
+                    timeout=timeout,
+                    allow_errors=False,
+                    meta_override=True,
+                    kernel_manager_class=manager_class,
+                    extra_arguments=stall_watch.kernel_arguments(),
+                    on_cell_execute=watch.on_cell_execute,
+                    on_cell_executed=watch.on_cell_executed,
+                )
             break
         except RuntimeError as err:
             # the kernel did not start: two kernels started at once can pick the same port
             # ("Address already in use", then "Kernel died before replying to kernel_info")
             if attempt == 2:
-                return path, nb, 0.0, f"the kernel did not start: {err}"
+                return path, nb, 0.0, f"the kernel did not start: {err}", {}
     error = (
         None
         if result.err is None
         else (result.exc_string or repr(result.err)).strip().splitlines()[-1]
     )
-    return path, nb, result.time, error
+    facts = {
+        "cells": watch.times,
+        "cpu": watch.cpu,
+        "idle": watch.idle,
+        "late": channel.late - late_before,
+    }
+    return path, nb, result.time, error, facts
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -109,6 +234,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
+
+    import stall_watch
 
     cache = get_cache(str(CACHE))
     todo = []
@@ -125,22 +252,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     if not todo:
         return 0
-    start, failed = time.perf_counter(), []
+    start, failed, late = time.perf_counter(), [], 0
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        # A kernel sometimes stops answering (kernel idle, client waiting; seen with ipykernel 6 and
-        # 7, never reproduced on demand). Once, with a 900 s timeout, the stuck cell went on after
-        # 900 s and the chapter passed. Capping a cell at PRE_TIMEOUT bounds the wait: the chapter
-        # is unstuck or fails early, and the build, with the book's own timeout, runs it again.
+        # The book's cell timeout, capped: a cell that fails here is run again by the build.
         timeout = min(timeout_from_config(), PRE_TIMEOUT)
-        futures = {pool.submit(run_one, str(p), timeout): str(p) for p in todo}
+        futures = {pool.submit(run_one, str(p), timeout, budget): str(p) for p in todo}
         for future in as_completed(futures):
             try:
-                path, nb, seconds, error = future.result()
+                path, nb, seconds, error, facts = future.result()
             except (
                 Exception
             ) as err:  # a worker that broke: the build runs the chapter again
-                path, nb, seconds, error = futures[future], None, 0.0, repr(err)
+                path, nb, seconds, error, facts = (
+                    futures[future],
+                    None,
+                    0.0,
+                    repr(err),
+                    {},
+                )
             name = Path(path).stem
+            late += facts.get("late", 0)
             if error is not None:
                 failed.append(name)
                 print(
@@ -148,6 +279,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     flush=True,
                 )
                 continue
+            stall_watch.save_times(budget, name, facts.get("cells", {}))
             # the same record myst-nb writes after executing a notebook itself
             cache.cache_notebook_bundle(
                 CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
@@ -157,6 +289,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  {name}: {seconds:.0f} s", flush=True)
     print(
         f"executed in {time.perf_counter() - start:.0f} s wall time"
+        + (f"; late replies: {late}" if late else "")
         + (f"; failed: {', '.join(failed)}" if failed else ""),
         flush=True,
     )
