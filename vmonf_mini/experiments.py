@@ -124,10 +124,10 @@ _PAPER_LENGTH = PaperMNIST(
     images=None, epochs=100, samples=8, seeds=(0, 1, 2), holdout=5_000
 )
 
-#: The paper's run at its own length (25,596 images, 100 epochs: 25,600 steps, three seeds) in
-#: the variants that decide Table 1 (chapter 8, ``make record``): ``paper`` is the paper as now
-#: understood (dequantized, logit-transformed pixels, no temperature floor at all),
-#: ``paper_floor`` the same with the floor 0.01, ``raw`` pixels / 255 with the floor 0.01.
+#: The variants of the paper's run that decide Table 1, each at the paper's own length of
+#: 25,600 steps on 25,596 images with three seeds (chapter 8, ``make record``). ``paper`` is the
+#: paper as now understood: dequantized, logit-transformed pixels and no temperature floor at
+#: all. ``paper_floor`` is the same with the floor 0.01, ``raw`` pixels / 255 with the floor 0.01.
 PAPER_MNIST_VARIANTS: Dict[str, PaperMNIST] = {
     "paper": replace(_PAPER_LENGTH, preprocessing="logit", temperature_floor=None),
     "paper_floor": replace(

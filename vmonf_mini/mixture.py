@@ -440,7 +440,7 @@ class VMoNF(nn.Module):
 
         Far from the data (float32 at about 1e30) every ``log p(x|c)`` can overflow to
         ``-inf``, and the softmax would be 0/0. Such rows are evaluated again by a float64 copy
-        of the model (see :meth:`_far_rows_in_float64`), so every row is a distribution;
+        of the model (see ``_far_rows_in_float64``), so every row is a distribution;
         where float64 overflows too (a float64 model at about 1e300), a ``ValueError`` names
         the rows.
         """

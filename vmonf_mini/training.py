@@ -219,7 +219,7 @@ def fit(
             three-unit pinwheel encoder learns the k-means partition within 100 epochs at
             ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
         min_temperature: the smallest temperature the training divides the logits by (default
-            :data:`~vmonf_mini.mixture.MIN_TEMPERATURE`, 1e-3); ``None`` for none, as the paper
+            ``vmonf_mini.mixture.MIN_TEMPERATURE``, 1e-3); ``None`` for none, as the paper
             (its MNIST run, chapter 8). The schedule's own value is what ``History`` records.
         label_graph: with a handful of labels (chapter 7), the number of neighbours of a
             k-nearest-neighbour graph of ``x`` along which the labels are propagated
