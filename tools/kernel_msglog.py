@@ -17,43 +17,41 @@ from pathlib import Path
 
 from jupyter_client.session import Session
 
+
+def _load_summary():
+    """``stall_watch._summary``, loaded from the file beside this one (the client's own summary of
+    a message), without putting ``tools/`` on the notebook's ``sys.path``."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location(
+        "vmonf_stall_watch", Path(__file__).with_name("stall_watch.py")
+    )
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._summary
+
+
+_summary = _load_summary()
+
 REPORTS = Path(os.environ.get("VMONF_STALL_REPORTS", "_build/stall-reports")).resolve()
 LOG: "collections.deque" = collections.deque(maxlen=5000)
 _send, _deserialize = Session.send, Session.deserialize
 
 
-def _summary(msg):
-    header, parent = msg.get("header") or {}, msg.get("parent_header") or {}
-    content = msg.get("content")
-    state = ""
-    if isinstance(content, dict):
-        state = content.get("execution_state") or content.get("status") or ""
-    return (
-        f"{header.get('msg_type')} id={header.get('msg_id')} "
-        f"parent={parent.get('msg_id')} {state}"
-    )
+def _log(way, msg):
+    try:
+        LOG.append((time.time(), threading.current_thread().name, way, _summary(msg)))
+    except Exception:
+        pass
+    return msg
 
 
 def _logged_send(self, stream, *args, **kwargs):
-    msg = _send(self, stream, *args, **kwargs)
-    try:
-        LOG.append(
-            (time.time(), threading.current_thread().name, "sent", _summary(msg))
-        )
-    except Exception:
-        pass
-    return msg
+    return _log("sent", _send(self, stream, *args, **kwargs))
 
 
 def _logged_deserialize(self, msg_list, content=True, copy=True):
-    msg = _deserialize(self, msg_list, content=content, copy=copy)
-    try:
-        LOG.append(
-            (time.time(), threading.current_thread().name, "recv", _summary(msg))
-        )
-    except Exception:
-        pass
-    return msg
+    return _log("recv", _deserialize(self, msg_list, content=content, copy=copy))
 
 
 def _write():

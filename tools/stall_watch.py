@@ -38,7 +38,7 @@ def kernel_arguments() -> List[str]:
     """Kernel command-line arguments that load ``kernel_msglog.py`` in its own namespace."""
     code = (
         f"exec(compile(open({str(MSGLOG)!r}).read(), {str(MSGLOG)!r}, 'exec'), "
-        "{'__name__': 'vmonf_kernel_msglog'})"
+        f"{{'__name__': 'vmonf_kernel_msglog', '__file__': {str(MSGLOG)!r}}})"
     )
     return [f"--IPKernelApp.exec_lines={code}"]
 
