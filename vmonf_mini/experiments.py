@@ -248,16 +248,16 @@ class EpochLog:
         self.runs = {id(model): r for r, model in enumerate(models)}
         self.x, self.y, self.probe, self.config = x, y, probe, config
         self.steps_per_epoch = steps_per_epoch
+        self.schedule = ExponentialDecay(
+            rate=config.temperature_rate, floor=config.temperature_floor
+        )
         self.logs: List[Dict[str, List[float]]] = [
             {key: [] for key in EPOCH_LOG_KEYS} for _ in models
         ]
 
     def temperature(self, epoch: int) -> float:
         """The temperature the training divided by in the last step of ``epoch``."""
-        t = self.config.temperature_rate * epoch * self.steps_per_epoch
-        value = math.exp(-t)
-        floor = self.config.temperature_floor
-        return value if floor is None else max(floor, value)
+        return self.schedule(epoch * self.steps_per_epoch)
 
     def __call__(self, epoch: int, model: VMoNF) -> None:
         log = self.logs[self.runs[id(model)]]
@@ -341,9 +341,6 @@ def paper_mnist(
                 encoder_hidden=config.encoder_hidden,
             )
         )
-    schedule = ExponentialDecay(
-        rate=config.temperature_rate, floor=config.temperature_floor
-    )
     steps_per_epoch = math.ceil(len(subset) / config.batch_size)
     if len(subset) % config.batch_size == 1 and steps_per_epoch > 1:
         steps_per_epoch -= 1  # fit drops a last batch of one point
@@ -363,7 +360,7 @@ def paper_mnist(
         batch_size=config.batch_size,
         lr=config.lr,
         weight_decay=config.weight_decay,
-        temperature=schedule,
+        temperature=log.schedule,
         min_temperature=config.temperature_floor,
         device=device,
         progress=progress,
