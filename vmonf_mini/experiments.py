@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from .metrics import ari, cluster_accuracy, match_clusters, nmi
 from .mixture import VMoNF
 from .objectives import tempered_log_q, unlabeled_loss
 from .preprocess import LogitTransform, dequantize
+from .records import PathLike, find_record
 from .training import ExponentialDecay, History, fit_many
 
 #: The MAF paper's logit transform of MNIST pixels (``alpha = 1e-6``).
@@ -47,6 +48,9 @@ __all__ = [
     "paper_variant",
     "paper_pixels",
     "PAPER_TABLE1",
+    "variant_records",
+    "variant_summary",
+    "SUMMARY_KEYS",
     "PaperResult",
     "paper_mnist",
     "matched_table",
@@ -162,10 +166,24 @@ def paper_variant(name: str, budget: str = "full") -> PaperMNIST:
     )
 
 
-#: The matched accuracy, NMI and ARI that the paper's Table 1 implies (derived from its counts),
-#: and per digit the number of clusters holding at least 10% of its images.
+#: The paper's Table 1: ``table`` is its normalized digit-by-cluster table as published (rows:
+#: digits 0-4, columns: its clusters c0-c4, each row summing to 1 at two decimals); ``order`` the
+#: columns in matched order (digit d's Hungarian-matched cluster first, so the diagonal holds
+#: the matches, as :func:`matched_table` orders ours); the matched accuracy, NMI and ARI that
+#: its counts imply; and per digit the number of clusters holding at least 10% of its images.
 PAPER_TABLE1: Dict[str, Any] = dict(
-    acc=0.757, nmi=0.660, ari=0.559, clusters_per_digit=[1, 1, 1, 3, 2]
+    acc=0.757,
+    nmi=0.660,
+    ari=0.559,
+    clusters_per_digit=[1, 1, 1, 3, 2],
+    table=[
+        [0.00, 0.01, 0.00, 0.98, 0.00],
+        [0.00, 0.02, 0.98, 0.00, 0.00],
+        [0.00, 0.95, 0.01, 0.01, 0.03],
+        [0.00, 0.48, 0.30, 0.00, 0.21],
+        [0.65, 0.35, 0.01, 0.00, 0.00],
+    ],
+    order=[3, 2, 1, 4, 0],
 )
 
 
@@ -420,3 +438,55 @@ def _predict(
 def paper_steps(images: int = 25_596, epochs: int = 100, batch_size: int = 100) -> int:
     """Optimiser steps of the paper's MNIST training: 100 epochs of 25,596 images in batches of 100."""
     return epochs * math.ceil(images / batch_size)
+
+
+def variant_records(
+    name: str, folders: Sequence[PathLike] = ("recorded", "book/recorded")
+) -> List[Dict[str, Any]]:
+    """The records of the variant ``name`` (:data:`PAPER_MNIST_VARIANTS`) written by
+    ``make record``, one per seed found (``mnist_NAME_seedS.json``), in the order of the variant's
+    seeds; empty when none is there (a chapter opened alone, in Colab). Chapter 8.
+
+    >>> variant_records("paper", folders=["/nonexistent"])
+    []
+    """
+    variant = paper_variant(name)
+    found = (find_record(f"mnist_{name}_seed{seed}", folders) for seed in variant.seeds)
+    return [record for record in found if record is not None]
+
+
+#: What :func:`variant_summary` summarises: the run's scores on the training images, the
+#: held-out and the test images (argmax of q(c|x), matched to the digits), and clusters in use.
+SUMMARY_KEYS = (
+    "acc",
+    "nmi",
+    "ari",
+    "clusters_in_use",
+    "holdout_acc",
+    "test_acc",
+)
+
+
+def variant_summary(
+    records: Sequence[Mapping[str, Any]],
+) -> Dict[str, Dict[str, float]]:
+    """Median, minimum and maximum over seeds of each of :data:`SUMMARY_KEYS` in ``records``
+    (one record per seed, as :func:`variant_records` returns them; chapter 8).
+
+    >>> runs = [{"results": {"runs": [dict.fromkeys(SUMMARY_KEYS, v)]}} for v in (0.2, 0.9, 0.4)]
+    >>> variant_summary(runs)["acc"]
+    {'median': 0.4, 'min': 0.2, 'max': 0.9, 'seeds': 3}
+    """
+    if not records:
+        raise ValueError("variant_summary needs at least one record")
+    runs = [run for record in records for run in record["results"]["runs"]]
+    summary = {}
+    for key in SUMMARY_KEYS:
+        values = np.asarray([run[key] for run in runs], dtype=float)
+        summary[key] = dict(
+            median=float(np.median(values)),
+            min=float(values.min()),
+            max=float(values.max()),
+            seeds=len(values),
+        )
+    return summary

@@ -19,12 +19,23 @@ Example:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.colors import ListedColormap
 
 from .checks import check_positive_int
@@ -39,6 +50,8 @@ __all__ = [
     "component_samples",
     "contingency_heatmap",
     "training_curves",
+    "epoch_curves",
+    "EPOCH_CURVE_LABELS",
     "image_rows",
     "density_grid",
     "class_colors",
@@ -479,3 +492,48 @@ def training_curves(history: History, ax: Optional[Axes] = None) -> Axes:
     twin.set_ylabel("temperature T")
     ax.figure.legend(loc="upper right", bbox_to_anchor=(0.9, 0.88))
     return ax
+
+
+#: How :func:`epoch_curves` labels each logged quantity (the keys of
+#: :data:`vmonf_mini.experiments.EPOCH_LOG_KEYS`).
+EPOCH_CURVE_LABELS = {
+    "acc": "matched accuracy (train)",
+    "nmi": "NMI (train)",
+    "clusters_in_use": "clusters in use",
+    "temperature": "temperature T",
+    "one_hot": "share of one-hot q(c|x)",
+    "encoder_grad": "encoder gradient norm",
+}
+
+
+def epoch_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    steps_per_epoch: int,
+    keys: Sequence[str] = ("acc", "clusters_in_use", "encoder_grad", "one_hot"),
+    log_scale: Sequence[str] = ("encoder_grad", "temperature"),
+) -> Figure:
+    """One panel per logged quantity in ``keys`` against training steps, one line per entry of
+    ``curves`` (label -> a run's per-epoch log, as :class:`vmonf_mini.experiments.EpochLog`
+    records it); the quantities in ``log_scale`` on a symlog axis, so an exact zero shows.
+    Chapter 8.
+
+    >>> fig = epoch_curves({"run": {"acc": [0.2, 0.5], "clusters_in_use": [5, 4],
+    ...                             "encoder_grad": [1.0, 0.0], "one_hot": [0.0, 0.5]}}, 10)
+    >>> len(fig.axes)
+    4
+    """
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(3.3 * len(keys), 2.9), squeeze=False
+    )
+    for ax, key in zip(axes[0], keys):
+        for label, log in curves.items():
+            values = np.asarray(log[key], dtype=float)
+            steps = steps_per_epoch * np.arange(1, len(values) + 1)
+            ax.plot(steps, values, label=label)
+        if key in log_scale:
+            ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("training step")
+        ax.set_title(EPOCH_CURVE_LABELS.get(key, key), fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -40,6 +40,7 @@ __all__ = [
     "config_differences",
     "hardware",
     "record_box",
+    "records_box",
     "find_record",
     "html_table",
     "figure_html",
@@ -340,6 +341,39 @@ def record_box(record: Mapping[str, Any], body_html: str) -> str:
     return (
         f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
         f"{body_html}<p>{footer}</p></div>"
+    )
+
+
+def records_box(records: Sequence[Mapping[str, Any]], body_html: str) -> str:
+    """:func:`record_box` for several records shown together (one per seed, say): the title says
+    how many runs and on what, the footer gives each record's date, commit, wall time, command
+    and file. Refused, like :func:`record_box`, when any record lacks provenance (chapter 8).
+    """
+    if not records:
+        raise ValueError("records_box needs at least one record")
+    for record in records:
+        missing = missing_provenance(record)
+        if missing:
+            raise ValueError(
+                f"record {record.get('name')!r} lacks provenance for its box: {missing}"
+            )
+    hardware = sorted({r["provenance"]["hardware"] for r in records})
+    title = (
+        f"{len(records)} recorded run{'s' if len(records) > 1 else ''}, not this build: "
+        f"{html.escape(', '.join(hardware))}"
+    )
+    lines = "".join(
+        f"<li><code>book/recorded/{html.escape(r['name'])}.json</code>: "
+        f"{html.escape(r['provenance']['date'])}, commit "
+        f"{html.escape(r['provenance']['commit'][:12])}, "
+        f"{r['provenance']['wall_seconds'] / 60:.0f} min wall time, torch "
+        f"{html.escape(r['provenance']['torch'])}, made by "
+        f"<code>{html.escape(r['provenance']['command'])}</code></li>"
+        for r in records
+    )
+    return (
+        f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
+        f"{body_html}<ul>{lines}</ul></div>"
     )
 
 
