@@ -155,7 +155,7 @@ def test_read_record_refuses_bare_nan(tmp_path):
 @pytest.mark.parametrize("wall", [float("nan"), float("inf"), -3.0, "long", True])
 def test_a_wall_time_that_is_not_a_finite_number_counts_as_missing(wall):
     """D11: a NaN wall time counted as complete provenance (and the box said "nan min")."""
-    from vmonf_mini.records import record_box
+    from vmonf_mini.record_html import record_box
 
     record = json.loads((RECORDED / "mnist_paper.json").read_text())
     record["provenance"]["wall_seconds"] = wall
