@@ -49,6 +49,7 @@ __all__ = [
     "best_time",
 ]
 
+#: The budget names, from the shortest runs (nbval) to the paper's settings.
 BUDGETS = ("smoke", "default", "full")
 T = TypeVar("T")
 _chosen: Optional[str] = (
