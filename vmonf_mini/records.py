@@ -3,7 +3,8 @@
 A record is a small JSON file (numbers, tables, the configuration and where, when and how the run
 was made) plus an ``.npz`` of the arrays a figure needs, both under ``book/recorded/``, written
 by ``make record`` (``tools/record.py``).  A chapter shows a record in a box labelled as a
-recorded run, beside the build's own shortened run of the same code (chapter 8).  The tests
+recorded run (:mod:`vmonf_mini.record_html`), beside the build's own shortened run of the same
+code (chapter 8).  The tests
 compare every record's configuration with the code's ``full`` configuration, so that a change
 of the model cannot leave a stale record in the book unnoticed.
 

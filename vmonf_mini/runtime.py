@@ -1,4 +1,4 @@
-"""The book's runtime switches: the budget, seeds, the device, timing, and the chapters' measured times.
+"""The book's runtime switches: budget, seeds, device, timing, and the chapters' measured times.
 
 Every chapter's header uses them (the table cells and numbers for the prose are in
 :mod:`vmonf_mini.presentation`).
