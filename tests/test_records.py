@@ -187,3 +187,17 @@ def test_a_null_config_is_missing_and_cannot_be_compared():
     assert missing_provenance(record)[-1] == "config"
     with pytest.raises(ValueError, match="no configuration"):
         config_differences(record, {"a": 1})
+
+
+def test_a_box_of_several_records_is_refused_when_one_lacks_provenance():
+    from vmonf_mini.record_html import records_box
+
+    record = json.loads((RECORDED / "mnist_paper.json").read_text())
+    assert "2 recorded runs" in records_box([record, record], "<p>body</p>")
+    incomplete = {**record, "provenance": {**record["provenance"], "commit": ""}}
+    with pytest.raises(
+        ValueError, match="lacks provenance for its box: \\['commit'\\]"
+    ):
+        records_box([record, incomplete], "")
+    with pytest.raises(ValueError, match="at least one record"):
+        records_box([], "")
