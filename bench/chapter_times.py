@@ -163,7 +163,7 @@ def record(
 def render_table(times: Dict[str, object]) -> str:
     """The book's table: one row per chapter, one column per budget and hardware."""
     sys.path.insert(0, str(ROOT))
-    from vmonf_mini.notebook import describe_time
+    from vmonf_mini.runtime import describe_time
 
     hardware = times["hardware"]
     columns = [(b, h) for b in BUDGETS for h in hardware]

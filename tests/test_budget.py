@@ -5,7 +5,7 @@ import json
 import pytest
 
 import vmonf_mini as vm
-from vmonf_mini import notebook
+from vmonf_mini import runtime
 
 SIZES = {"smoke": {"epochs": 2}, "default": {"epochs": 100}, "full": {"epochs": 400}}
 
@@ -13,7 +13,7 @@ SIZES = {"smoke": {"epochs": 2}, "default": {"epochs": 100}, "full": {"epochs": 
 @pytest.fixture
 def no_env(monkeypatch):
     monkeypatch.delenv("VMONF_BUDGET", raising=False)
-    monkeypatch.setattr(notebook, "_chosen", None)
+    monkeypatch.setattr(runtime, "_chosen", None)
 
 
 def test_the_chosen_budget_is_used_by_every_later_call(no_env):
@@ -55,7 +55,7 @@ def test_bad_names_are_refused(no_env, monkeypatch):
 def test_the_times_file_has_every_chapter_and_budget():
     from pathlib import Path
 
-    times = notebook.budget_times()
+    times = runtime.budget_times()
     chapters = sorted(
         p.stem
         for p in (Path(__file__).resolve().parents[1] / "book").glob(
@@ -64,7 +64,7 @@ def test_the_times_file_has_every_chapter_and_budget():
     )
     assert sorted(times["chapters"]) == chapters
     for chapter, by_budget in times["chapters"].items():
-        assert sorted(by_budget) == sorted(notebook.BUDGETS), chapter
+        assert sorted(by_budget) == sorted(runtime.BUDGETS), chapter
         for records in by_budget.values():
             assert set(records) <= set(times["hardware"]), chapter
             for record in records.values():
@@ -89,7 +89,7 @@ def test_the_times_file_has_every_chapter_and_budget():
     ],
 )
 def test_describe_time(record, text):
-    assert notebook.describe_time(record) == text
+    assert runtime.describe_time(record) == text
 
 
 def test_full_budget_hint_on_a_gpu_only_and_below_full(no_env, monkeypatch, capsys):
@@ -104,7 +104,7 @@ def test_full_budget_hint_on_a_gpu_only_and_below_full(no_env, monkeypatch, caps
             }
         },
     }
-    monkeypatch.setattr(notebook, "budget_times", lambda: json.loads(json.dumps(times)))
+    monkeypatch.setattr(runtime, "budget_times", lambda: json.loads(json.dumps(times)))
     vm.full_budget_hint("06_pinwheel", SIZES, "cpu")
     assert capsys.readouterr().out == ""
     vm.budget("default")
@@ -149,6 +149,6 @@ def test_the_books_timings_table_is_the_times_file():
         .split(chapter_times.TABLE_END, 1)[0]
         .strip()
     )
-    assert shown == chapter_times.render_table(notebook.budget_times()), (
+    assert shown == chapter_times.render_table(runtime.budget_times()), (
         "run: python bench/chapter_times.py --render"
     )

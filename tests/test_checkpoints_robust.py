@@ -15,7 +15,7 @@ import torch
 
 from vmonf_mini import VMoNF
 from vmonf_mini.flows import realnvp
-from vmonf_mini.mixture import CHECKPOINT_FORMAT
+from vmonf_mini.checkpoint import CHECKPOINT_FORMAT
 
 
 def _model(**kw):
@@ -287,7 +287,7 @@ def _dead_pid():
 def test_save_removes_temporary_files_of_killed_saves_but_not_of_saves_in_progress(
     tmp_path,
 ):
-    from vmonf_mini.mixture import _HOST, STALE_TEMPORARY_SECONDS
+    from vmonf_mini.atomic import _HOST, STALE_TEMPORARY_SECONDS
 
     dead = tmp_path / f".m.pt.vmonf-tmp-{_HOST}-{_dead_pid()}-abc123"
     other_dead = tmp_path / f".other.pt.vmonf-tmp-{_HOST}-{_dead_pid()}-x_9"

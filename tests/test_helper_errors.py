@@ -18,7 +18,7 @@ import torch
 
 import vmonf_mini as vm
 from vmonf_mini import plot, recipes
-from vmonf_mini.notebook import glue
+from vmonf_mini.presentation import glue
 
 
 @pytest.fixture(autouse=True)

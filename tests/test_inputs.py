@@ -6,7 +6,7 @@ import torch
 from vmonf_mini import ExponentialDecay, VMoNF, fit
 from vmonf_mini.data import digits, pinwheel, two_circles
 from vmonf_mini.metrics import cluster_accuracy, contingency
-from vmonf_mini.notebook import budget, pick
+from vmonf_mini.runtime import budget, pick
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_read_record_refuses_bare_nan(tmp_path):
 @pytest.mark.parametrize("wall", [float("nan"), float("inf"), -3.0, "long", True])
 def test_a_wall_time_that_is_not_a_finite_number_counts_as_missing(wall):
     """D11: a NaN wall time counted as complete provenance (and the box said "nan min")."""
-    from vmonf_mini.records import record_box
+    from vmonf_mini.record_html import record_box
 
     record = json.loads((RECORDED / "mnist_paper.json").read_text())
     record["provenance"]["wall_seconds"] = wall
@@ -187,3 +187,17 @@ def test_a_null_config_is_missing_and_cannot_be_compared():
     assert missing_provenance(record)[-1] == "config"
     with pytest.raises(ValueError, match="no configuration"):
         config_differences(record, {"a": 1})
+
+
+def test_a_box_of_several_records_is_refused_when_one_lacks_provenance():
+    from vmonf_mini.record_html import records_box
+
+    record = json.loads((RECORDED / "mnist_paper.json").read_text())
+    assert "2 recorded runs" in records_box([record, record], "<p>body</p>")
+    incomplete = {**record, "provenance": {**record["provenance"], "commit": ""}}
+    with pytest.raises(
+        ValueError, match="lacks provenance for its box: \\['commit'\\]"
+    ):
+        records_box([record, incomplete], "")
+    with pytest.raises(ValueError, match="at least one record"):
+        records_box([], "")

@@ -9,29 +9,38 @@ The companion package of the book *Variational Mixtures of Normalizing Flows, by
 torch.Size([3])
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any, List
+
 from . import (
-    checks,
+    checkpoint,
     data,
     experiments,
     flows,
     graph,
+    layers,
     metrics,
-    notebook,
+    mnist,
     objectives,
     preprocess,
+    presentation,
+    record_html,
     records,
-    stacking,
+    recipes,
+    runtime,
 )
-from .mixture import VMoNF
-from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
-from .training import ExponentialDecay, History, fit, fit_density, fit_many
-from . import recipes
 from .estimator import MixtureOfFlows
+from .mixture import VMoNF
+from .runtime import budget, default_device, full_budget_hint, pick, seed_everything
+from .training import ExponentialDecay, History, fit, fit_density, fit_many
 
+# The public API: the model, its training and the budget switch, and the modules a reader calls.
+# (checks, stacking, atomic, mixture, training and estimator are internals.)
 __all__ = [
     "VMoNF",
     "MixtureOfFlows",
-    "recipes",
     "fit",
     "fit_many",
     "fit_density",
@@ -42,16 +51,33 @@ __all__ = [
     "full_budget_hint",
     "seed_everything",
     "default_device",
+    "recipes",
     "flows",
+    "layers",
     "graph",
     "data",
     "metrics",
-    "notebook",
-    "checks",
-    "preprocess",
+    "mnist",
     "objectives",
-    "stacking",
+    "preprocess",
     "experiments",
     "records",
+    "record_html",
+    "checkpoint",
+    "runtime",
+    "presentation",
+    "plot",
 ]
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``vm.plot`` imports :mod:`vmonf_mini.plot` on first use, so that ``import vmonf_mini``
+    does not import matplotlib."""
+    if name == "plot":
+        return importlib.import_module(f"{__name__}.plot")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), "plot"})

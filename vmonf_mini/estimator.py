@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .checks import check_number, check_positive_int
 from .mixture import VMoNF
-from .notebook import default_device
+from .runtime import default_device
 from .training import History, fit, fit_many
 
 try:  # scikit-learn >= 1.6

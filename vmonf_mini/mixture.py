@@ -20,11 +20,6 @@ import copy
 import math
 import operator
 import os
-import re
-import socket
-import tempfile
-import time
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -38,17 +33,15 @@ from .checks import (
     check_positive_int,
     check_temperature,
 )
-from . import objectives
+from . import checkpoint, objectives
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
 
-__all__ = ["VMoNF", "MIN_TEMPERATURE", "CHECKPOINT_FORMAT", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["VMoNF", "MIN_TEMPERATURE", "DEFAULT_CHUNK_SIZE"]
 
 #: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
 MIN_TEMPERATURE = 1e-3
 #: Rows evaluated at a time by the evaluation methods in eval mode (their ``chunk_size``).
 DEFAULT_CHUNK_SIZE = 16384
-#: Version of the file layout written by :meth:`VMoNF.save`.
-CHECKPOINT_FORMAT = 1
 
 _FLOW_DEFAULTS = {
     "realnvp": dict(blocks=8, hidden=8),
@@ -87,51 +80,6 @@ def _encoder(
         width = h
     layers.append(nn.Linear(width, k))
     return nn.Sequential(*layers)
-
-
-#: Marks the temporary files of :meth:`VMoNF.save`: ``.<name>.vmonf-tmp-<host>-<pid>-<random>``.
-_TMP_MARK = ".vmonf-tmp-"
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-#: A temporary file not modified for this long is stale whoever wrote it (a save writes continuously).
-STALE_TEMPORARY_SECONDS = 3600.0
-
-
-def _writer_is_gone(host: str, pid: int) -> bool:
-    """True when process ``pid`` of this host no longer exists (POSIX; elsewhere we cannot tell)."""
-    if host != _HOST or os.name != "posix":
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: it exists, run by another user
-        return False
-    return False
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Delete the temporary files that killed saves left in ``folder``.
-
-    A temporary file is stale when the process named in it (host and pid) is gone, or when it has
-    not been modified for :data:`STALE_TEMPORARY_SECONDS` (a reused pid, or a save from another
-    machine on a shared file system).  A save in progress keeps its file: its process is alive and
-    it is writing.  Files that do not carry the ``.vmonf-tmp-`` mark are never touched.
-    """
-    now = time.time()
-    for tmp in folder.glob(f".*{_TMP_MARK}*"):
-        owner = tmp.name.rsplit(_TMP_MARK, 1)[1].rsplit(
-            "-", 2
-        )  # host (may hold "-"), pid, random
-        gone = (
-            len(owner) == 3
-            and owner[1].isdigit()
-            and _writer_is_gone(owner[0], int(owner[1]))
-        )
-        try:
-            if gone or now - tmp.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-                tmp.unlink()
-        except OSError:  # removed meanwhile by another save, or not ours to remove
-            continue
 
 
 def _prior_probabilities(prior: Prior, k: int) -> Optional[Tensor]:
@@ -185,86 +133,6 @@ def _component_index(c: Any, k: int) -> int:
     if index is None or not 0 <= index < k:
         raise ValueError(f"c must be a component index in 0..{k - 1}, got {c!r}")
     return index
-
-
-def _new_file_mode() -> int:
-    """The permissions ``open(path, "w")`` gives a new file: 0o666 minus the umask."""
-    umask = os.umask(0o022)  # the only way to read the umask is to set it...
-    os.umask(umask)  # ...and put it back
-    return 0o666 & ~umask
-
-
-def _saved_shapes(path: Path, state: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
-    if not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(
-            f"{path} is not a VMoNF checkpoint (its state_dict holds values that are not tensors)"
-        )
-    return {name: tuple(t.shape) for name, t in state.items()}
-
-
-def _sizes_in(config: Dict[str, Any]) -> Tuple[int, int]:
-    """The largest width and the longest list of widths that ``config`` asks for (ints only)."""
-    widths, lengths = [], []
-    for key in ("dim", "k", "hidden", "encoder_hidden"):
-        value = config.get(key)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        widths += [v for v in values if isinstance(v, int)]
-        lengths.append(len(values))
-    blocks = config.get("blocks")
-    return max(widths, default=0), max(
-        [*lengths, blocks if isinstance(blocks, int) else 0]
-    )
-
-
-def _check_config_fits_weights(
-    cls: type, path: Path, config: Dict[str, Any], state: Dict[str, Any]
-) -> None:
-    """Refuse a config whose model would not hold exactly the saved tensors, before building it.
-
-    First, cheaply: every width the config names (``dim``, ``k``, ``hidden``, ``encoder_hidden``)
-    must be at most the largest axis of a saved tensor, and ``blocks`` and the number of hidden
-    layers at most the number of saved tensors (each adds at least one), so a tampered config
-    cannot make ``load`` allocate more than the file holds.  Then the model is built on the
-    ``meta`` device (shapes only, no memory) and its tensors' names and shapes compared.
-    """
-    shapes = _saved_shapes(path, state)
-    largest_axis = max((max(s, default=1) for s in shapes.values()), default=0)
-    widest, longest = _sizes_in(config)
-    if widest > largest_axis or longest > len(shapes):
-        raise ValueError(
-            f"{path}: weights do not match the architecture in its config: the config asks for sizes up to "
-            f"{widest} and {longest} layers, the {len(shapes)} saved tensors have no axis longer than {largest_axis}"
-        )
-    try:
-        with torch.device("meta"):
-            skeleton = cls(**config)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{path}: this vmonf_mini cannot build the model its config describes: {err}"
-        ) from None
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    if expected != shapes:
-        missing, unexpected = (
-            sorted(expected.keys() - shapes.keys()),
-            sorted(shapes.keys() - expected.keys()),
-        )
-        wrong = [
-            f"{n} {shapes[n]} (config: {expected[n]})"
-            for n in sorted(expected.keys() & shapes.keys())
-            if expected[n] != shapes[n]
-        ]
-        details = "; ".join(
-            f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-            for what, names in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape", wrong),
-            )
-            if names
-        )
-        raise ValueError(
-            f"{path}: weights do not match the architecture in its config: {details}"
-        )
 
 
 class VMoNF(nn.Module):
@@ -616,35 +484,10 @@ class VMoNF(nn.Module):
 
         The temporary file, ``.<name>.vmonf-tmp-<host>-<pid>-<random>`` in the same folder, is
         removed if the save fails; one left by a killed save is removed by the next ``save`` into
-        that folder: one whose writing process is gone, or not modified for an hour.
+        that folder: one whose writing process is gone, or not modified for an hour
+        (:mod:`vmonf_mini.checkpoint` holds the file layout).
         """
-        if self.config["custom_components"]:
-            raise ValueError(
-                "save() needs the built-in flows; with custom components use torch.save(model.state_dict())"
-            )
-        path = Path(path)
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.config,
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-        }
-        folder = path.parent if str(path.parent) else Path(".")
-        _remove_stale_temporaries(folder)
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-"
-        )
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(
-                tmp, _new_file_mode()
-            )  # mkstemp makes it private (0600); give it a normal file's mode
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        checkpoint.save(self, path)
 
     @classmethod
     def load(
@@ -655,52 +498,8 @@ class VMoNF(nn.Module):
         """Rebuild a model written by :meth:`save` (read with ``weights_only=True``), in eval mode.
 
         The loaded model answers exactly as the saved one did in eval mode (batch norm uses the
-        saved running averages); call ``.train()`` on it to resume training.
+        saved running averages); call ``.train()`` on it to resume training.  A file that is
+        not such a checkpoint, or whose config does not fit its weights, is refused with a
+        ``ValueError`` (:func:`vmonf_mini.checkpoint.load`).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        try:
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:
-            raise ValueError(
-                f"{path} is not a readable VMoNF checkpoint (corrupt or not written by VMoNF.save): {err}"
-            ) from None
-        if (
-            not isinstance(payload, dict)
-            or not {"format", "config", "state_dict"} <= payload.keys()
-        ):
-            raise ValueError(
-                f"{path} is not a VMoNF checkpoint (no format/config entries)"
-            )
-        if payload["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{path} has checkpoint format {payload['format']!r}, this vmonf_mini reads format {CHECKPOINT_FORMAT}"
-            )
-        config, state = payload["config"], payload["state_dict"]
-        if not isinstance(config, dict) or not isinstance(state, dict):
-            raise ValueError(
-                f"{path} is not a VMoNF checkpoint (config or state_dict is not a dict)"
-            )
-        config = {k: v for k, v in config.items() if k != "custom_components"}
-        _check_config_fits_weights(cls, path, config, state)
-        try:
-            model = cls(**config)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"{path}: this vmonf_mini cannot build the model its config describes: {err}"
-            ) from None
-        if isinstance(state.get("prior_logits"), Tensor):
-            model = model.to(state["prior_logits"].dtype)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(
-                f"{path}: weights do not match the architecture in its config: {err}"
-            ) from None
-        if bool(torch.isnan(model.log_prior()).any()):  # NaN, +inf or all -inf logits
-            raise ValueError(
-                f"{path}: its prior_logits are not a distribution's logits: "
-                f"{model.prior_logits.tolist()}"
-            )
-        return model.eval()
+        return checkpoint.load(cls, path, map_location)

@@ -3,7 +3,8 @@
 A record is a small JSON file (numbers, tables, the configuration and where, when and how the run
 was made) plus an ``.npz`` of the arrays a figure needs, both under ``book/recorded/``, written
 by ``make record`` (``tools/record.py``).  A chapter shows a record in a box labelled as a
-recorded run, beside the build's own shortened run of the same code (chapter 8).  The tests
+recorded run (:mod:`vmonf_mini.record_html`), beside the build's own shortened run of the same
+code (chapter 8).  The tests
 compare every record's configuration with the code's ``full`` configuration, so that a change
 of the model cannot leave a stale record in the book unnoticed.
 
@@ -20,17 +21,20 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from .atomic import write_atomically
+
+# The HTML of a record moved to vmonf_mini.record_html; chapter 8 calls these as vm.records.*.
+from .record_html import figure_html, html_table, record_box, records_box  # noqa: F401
 
 __all__ = [
     "PROVENANCE_FIELDS",
@@ -39,11 +43,7 @@ __all__ = [
     "missing_provenance",
     "config_differences",
     "hardware",
-    "record_box",
-    "records_box",
     "find_record",
-    "html_table",
-    "figure_html",
 ]
 
 #: What every record says of its run.
@@ -147,23 +147,6 @@ def _wall_seconds(value: Any) -> Optional[float]:
     return seconds if np.isfinite(seconds) and seconds >= 0 else None
 
 
-def _write_atomically(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``:
-    a failure leaves the previous file (or none), never a half-written one."""
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_record(
     folder: PathLike,
     name: str,
@@ -226,14 +209,14 @@ def write_record(
         )
     text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(
+    write_atomically(
         folder / f"{name}.npz",
         lambda file: np.savez_compressed(
             file, **{k: np.asarray(v) for k, v in arrays.items()}
         ),
     )
     path = folder / f"{name}.json"
-    _write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
     return path
 
 
@@ -317,66 +300,6 @@ def config_differences(
     ]
 
 
-def record_box(record: Mapping[str, Any], body_html: str) -> str:
-    """HTML of a box labelled as a recorded run (hardware, date, commit, wall time) around ``body_html``.
-
-    A record with incomplete provenance (:func:`missing_provenance`) is refused with a
-    ``ValueError``: the box would state what the record does not know.
-    """
-    missing = missing_provenance(record)
-    if missing:
-        raise ValueError(
-            f"record {record.get('name')!r} lacks provenance for its box: {missing}"
-        )
-    p = record["provenance"]
-    minutes = p["wall_seconds"] / 60
-    title = (
-        f"Recorded run, not this build: {html.escape(p['hardware'])}, {html.escape(p['date'])}, "
-        f"commit {html.escape(p['commit'][:12])}, {minutes:.0f} min wall time"
-    )
-    footer = (
-        f"Made by <code>{html.escape(p['command'])}</code> with torch {html.escape(p['torch'])}, "
-        f"seeds {p['seeds']}; file <code>book/recorded/{html.escape(record['name'])}.json</code>."
-    )
-    return (
-        f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
-        f"{body_html}<p>{footer}</p></div>"
-    )
-
-
-def records_box(records: Sequence[Mapping[str, Any]], body_html: str) -> str:
-    """:func:`record_box` for several records shown together (one per seed, say): the title says
-    how many runs and on what, the footer gives each record's date, commit, wall time, command
-    and file. Refused, like :func:`record_box`, when any record lacks provenance (chapter 8).
-    """
-    if not records:
-        raise ValueError("records_box needs at least one record")
-    for record in records:
-        missing = missing_provenance(record)
-        if missing:
-            raise ValueError(
-                f"record {record.get('name')!r} lacks provenance for its box: {missing}"
-            )
-    hardware = sorted({r["provenance"]["hardware"] for r in records})
-    title = (
-        f"{len(records)} recorded run{'s' if len(records) > 1 else ''}, not this build: "
-        f"{html.escape(', '.join(hardware))}"
-    )
-    lines = "".join(
-        f"<li><code>book/recorded/{html.escape(r['name'])}.json</code>: "
-        f"{html.escape(r['provenance']['date'])}, commit "
-        f"{html.escape(r['provenance']['commit'][:12])}, "
-        f"{r['provenance']['wall_seconds'] / 60:.0f} min wall time, torch "
-        f"{html.escape(r['provenance']['torch'])}, made by "
-        f"<code>{html.escape(r['provenance']['command'])}</code></li>"
-        for r in records
-    )
-    return (
-        f'<div class="admonition note recorded-run"><p class="admonition-title">{title}</p>'
-        f"{body_html}<ul>{lines}</ul></div>"
-    )
-
-
 def find_record(
     name: str, folders: Sequence[PathLike] = ("recorded", "book/recorded")
 ) -> Optional[Dict[str, Any]]:
@@ -390,30 +313,3 @@ def find_record(
         if path.is_file():
             return read_record(path)
     return None
-
-
-def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain HTML table (cells are escaped; numbers as given)."""
-    pad = ' style="padding: 0.15em 0.7em"'
-    head = "".join(f"<th{pad}>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td{pad}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def figure_html(fig: Any, dpi: int = 90) -> str:
-    """A matplotlib figure as an inline PNG ``<img>`` (closes the figure)."""
-    import base64
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (
-        f'<img alt="figure of the recorded run" src="data:image/png;base64,{encoded}"/>'
-    )
