@@ -22,14 +22,23 @@ from . import (
     records,
     stacking,
 )
-from .mixture import VMoNF
+from .mixture import ModelConfig, VMoNF
 from .notebook import budget, default_device, full_budget_hint, pick, seed_everything
-from .training import ExponentialDecay, History, fit, fit_density, fit_many
+from .training import (
+    ExponentialDecay,
+    History,
+    TrainConfig,
+    fit,
+    fit_density,
+    fit_many,
+)
 from . import recipes
 from .estimator import MixtureOfFlows
 
 __all__ = [
     "VMoNF",
+    "ModelConfig",
+    "TrainConfig",
     "MixtureOfFlows",
     "recipes",
     "fit",

@@ -136,8 +136,9 @@ def _state_tensors(module: nn.Module) -> List[Tensor]:
     return [b for name, b in module.named_buffers() if name.endswith(_STATE_SUFFIXES)]
 
 
-class _Runs(nn.Module):
-    """What the training loop needs from R runs (shapes: x ``(R, B, D)`` -> ``(R, B, K)``)."""
+class _ModelStack(nn.Module):
+    """R models as one module: what the training loop needs of them (shapes: x ``(R, B, D)`` ->
+    ``(R, B, K)``). :class:`SingleRun` and :class:`RunStack` are the two kinds."""
 
     runs: int
     k: int
@@ -177,6 +178,25 @@ class _Runs(nn.Module):
             for t, s in zip(_state_tensors(self), saved):
                 t.copy_(s)
 
+    def statistics(self) -> List[Tensor]:
+        """The running statistics a training forward pass changes (what ``snapshot`` copies)."""
+        return _state_tensors(self)
+
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        """Run r's parameters and buffers, as views into the stack."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def run_state(self, r: int) -> List[Tensor]:
+        """A copy of run r's parameters and buffers (``fit_many`` freezes a diverged run so)."""
+        return [t.detach().clone() for t in self._run_tensors(r)]
+
+    @torch.no_grad()
+    def set_run_state(self, r: int, state: List[Tensor]) -> None:
+        """Put back run r's parameters and buffers as ``run_state`` copied them."""
+        for t, saved in zip(self._run_tensors(r), state):
+            t.copy_(saved)
+
     def write_back(self) -> None:
         """Copy the trained state into the models (nothing to do for a single run)."""
 
@@ -184,7 +204,7 @@ class _Runs(nn.Module):
         """Take the models' state back, as a callback left it (nothing to do for a single run)."""
 
 
-class SingleRun(_Runs):
+class SingleRun(_ModelStack):
     """One model seen as a stack of one run: the model itself is trained, nothing is copied."""
 
     def __init__(self, model: VMoNF) -> None:
@@ -198,6 +218,9 @@ class SingleRun(_Runs):
 
     def logits(self, x: Tensor) -> Tensor:
         return self.model.encoder(x[0]).unsqueeze(0)
+
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        return list(self.model.state_dict(keep_vars=True).values())
 
 
 #: Where run r's copy of a model's tensor lies in a stacked tensor: ``view(r)``, a view of it.
@@ -281,7 +304,7 @@ class _StackedEncoder(nn.Module):
         return self.linears[-1](h)
 
 
-class RunStack(_Runs):
+class RunStack(_ModelStack):
     """R models of one architecture (built-in flows) as one module of R*K stacked components.
 
     The models are left untouched until ``write_back()``; ``read_in()`` takes their state
@@ -354,6 +377,9 @@ class RunStack(_Runs):
         for name, _, view in self._links:
             for r, state in enumerate(states):
                 state[name].copy_(view(r))
+
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        return [view(r) for _, _, view in self._links]
 
     def joint(self, x: Tensor) -> Tensor:
         r, b, d = x.shape
