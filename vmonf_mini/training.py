@@ -117,6 +117,8 @@ class History:
     ``init_agreement`` is the fraction of points whose prediction (eval mode) matches the
     initial assignment at the end of the ``init`` phase (``None`` without one): well below 1,
     the encoder has not learned the initialisation yet (raise ``init_epochs`` or ``init_lr``).
+    ``converged``: with a ``tol`` (:class:`TrainConfig`), whether the loss settled, which
+    stopped the run (``len(loss)`` epochs ran).
     ``diverged`` is ``None`` for a run trained to the end; for a run of :func:`fit_many` whose
     loss became NaN or infinite, where it did (phase, epoch, step, loss): the run was frozen at
     its last finite step while the other runs went on, and its lists stop there.
@@ -129,6 +131,7 @@ class History:
     steps: int = 0
     init_agreement: Optional[float] = None
     diverged: Optional[str] = None
+    converged: bool = False
 
 
 Schedule = Union[None, float, Callable[[int], float]]
@@ -190,6 +193,10 @@ class TrainConfig(Mapping):
             and ``objective="elbo"``.
         label_graph_weight: the weight of that cross-entropy (0: the propagated start only,
             then the ELBO over all points, the labeled ones included).
+        tol: stop a run early once its loss has settled: when the mean loss of its last
+            ``max(1, epochs // 10)`` epochs differs from that of as many epochs before by at
+            most ``tol`` (nats per point); ``None`` (default): every epoch runs.
+            ``History.converged`` says whether it did.
 
     Example:
         >>> config = TrainConfig(epochs=400, lr=1e-3)
@@ -198,7 +205,7 @@ class TrainConfig(Mapping):
         >>> config.replace(epoch=2)
         Traceback (most recent call last):
         ...
-        TypeError: unknown training settings ['epoch']; TrainConfig has epochs, batch_size, lr, weight_decay, temperature, pretrain_epochs, clip_grad_norm, objective, consistency, consistency_noise, init, init_epochs, init_lr, min_temperature, label_graph, label_graph_weight
+        TypeError: unknown training settings ['epoch']; TrainConfig has epochs, batch_size, lr, weight_decay, temperature, pretrain_epochs, clip_grad_norm, objective, consistency, consistency_noise, init, init_epochs, init_lr, min_temperature, label_graph, label_graph_weight, tol
     """
 
     epochs: int
@@ -217,6 +224,7 @@ class TrainConfig(Mapping):
     min_temperature: Optional[float] = MIN_TEMPERATURE
     label_graph: Optional[int] = None
     label_graph_weight: float = 3.0
+    tol: Optional[float] = None
 
     def __post_init__(self) -> None:
         batch_size = check_positive_int(self.batch_size, "batch_size")
@@ -274,6 +282,7 @@ class TrainConfig(Mapping):
             label_graph_weight=check_number(
                 self.label_graph_weight, "label_graph_weight", positive=False
             ),
+            tol=check_number(self.tol, "tol", positive=False, optional=True),
         )
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -854,12 +863,24 @@ class _Loop:
                     bar.set_postfix(loss=f"{mean:.3f}", T=f"{temperature:.3f}")
                 if self.options.callback is not None:
                     self._call_back(epoch)
+                if config.tol is not None and self._stop_settled_runs(active):
+                    break
         except _AllFrozen:
             pass
         finally:
             stack.write_back()
             for model in self.models:
                 model.eval()
+
+    def _stop_settled_runs(self, active: List[int]) -> bool:
+        """Freeze the runs whose loss has settled (``tol``); True when no run is left to train."""
+        window = max(1, self.config.epochs // 10)
+        for r in active:
+            history = self.runs[r].history
+            if _settled(history.loss, window, self.config.tol):
+                history.converged = True
+                self.frozen[r] = self.stack.run_state(r)
+        return len(self.frozen) == len(self.runs)
 
     def _epochs(self, phase: str, count: int) -> Any:
         return trange(
@@ -1048,6 +1069,18 @@ class _Loop:
                 self.options.callback(epoch, model)
         self.stack.read_in()
         self.stack.train()
+
+
+def _settled(loss: Sequence[float], window: int, tol: float) -> bool:
+    """Whether the mean of the last ``window`` losses is within ``tol`` of the ``window`` before.
+
+    >>> _settled([3.0, 2.0, 1.5, 1.49], 1, 0.05), _settled([3.0, 2.0, 1.5, 1.49], 2, 0.05)
+    (True, False)
+    """
+    if len(loss) < 2 * window:
+        return False
+    last, before = np.mean(loss[-window:]), np.mean(loss[-2 * window : -window])
+    return bool(abs(last - before) <= tol)
 
 
 def _adam(params: List[Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
