@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .flows import batch_statistics
 from .layers import StackedLinear
 from .mixture import VMoNF, built_in_flows
 
@@ -230,7 +231,9 @@ _Link = Tuple[str, Tensor, _View]
 
 
 class _StackedBatchNorm(nn.Module):
-    """R ``nn.BatchNorm1d`` layers (training mode) over ``(R, B, H)``: statistics per run and feature."""
+    """R ``nn.BatchNorm1d`` layers (training mode) over ``(R, B, H)``: statistics per run and
+    feature, computed as :class:`~vmonf_mini.flows.BatchNormFlow` computes them
+    (:func:`~vmonf_mini.flows.batch_statistics`)."""
 
     def __init__(self, norm: nn.BatchNorm1d, runs: int) -> None:
         super().__init__()
@@ -262,15 +265,9 @@ class _StackedBatchNorm(nn.Module):
         ]
 
     def forward(self, h: Tensor) -> Tensor:
-        n = h.shape[1]
-        mean = h.sum(1, keepdim=True) * (1.0 / n)
-        centered = h - mean
-        var = (centered * centered).sum(1, keepdim=True) * (1.0 / n)
-        with (
-            torch.no_grad()
-        ):  # as torch's batch norm: the running variance is the unbiased one
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
+        centered, var = batch_statistics(  # as torch's: an unbiased running variance
+            h, self.running_mean, self.running_var, self.momentum, True
+        )
         self.num_batches_tracked.add_(1)
         return centered * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
