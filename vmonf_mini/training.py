@@ -247,7 +247,7 @@ class TrainConfig(Mapping):
             )
         if isinstance(self.init, str) and self.init not in INIT_METHODS:
             raise ValueError(
-                f"init must be None, 'random', 'kmeans', 'gmm' or (N,) assignments, got {self.init!r}"
+                f"init must be None, 'kmeans', 'gmm', 'random' or (N,) assignments, got {self.init!r}"
             )
         _schedule(self.temperature)  # refuses what is neither a number nor a schedule
         graph = self.label_graph
@@ -666,7 +666,7 @@ def _checked_init(init: Any, n: int, k: int, name: str) -> Any:
     if isinstance(init, str):
         if init not in INIT_METHODS:
             raise ValueError(
-                f"{name} must be None, 'random', 'kmeans', 'gmm' or (N,) assignments, got {init!r}"
+                f"{name} must be None, 'kmeans', 'gmm', 'random' or (N,) assignments, got {init!r}"
             )
         return init
     return as_labels(init, n, k, name, allow_unlabeled=False).cpu()
