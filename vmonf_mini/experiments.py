@@ -106,7 +106,7 @@ class PaperMNIST:
 
     @property
     def model(self) -> ModelConfig:
-        """The architecture: a MAF mixture of ``k`` flows on MNIST's 784 pixels."""
+        """The architecture, a MAF mixture of ``k`` flows on MNIST's 784 pixels."""
         return ModelConfig(
             dim=784,
             k=self.k,

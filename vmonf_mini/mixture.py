@@ -278,7 +278,7 @@ def _check_config_fits_weights(
 @dataclass(frozen=True)
 class ModelConfig(Mapping):
     """A :class:`VMoNF`'s architecture, validated: what the recipes, the estimator and the
-    paper's experiment hold, and what :meth:`build` makes a model of (chapter 4).
+    paper's experiment hold and build their models from (chapter 4).
 
     The fields are :class:`VMoNF`'s arguments (see there); ``blocks`` and ``hidden`` left
     ``None`` take the flow's defaults. ``replace`` returns a copy with some fields changed

@@ -43,7 +43,7 @@ def floor_temperature(
     """``max(temperature, floor)``, the temperature that divides the logits (``floor=None``: none).
 
     The one place the package floors a temperature: the model's posterior at
-    :data:`MIN_TEMPERATURE`, the training at its ``min_temperature`` (chapter 5).
+    ``MIN_TEMPERATURE``, the training at its ``min_temperature`` (chapter 5).
 
     >>> floor_temperature(1e-5), floor_temperature(1e-5, None), floor_temperature(0.5, 0.01)
     (0.001, 1e-05, 0.5)
