@@ -98,12 +98,22 @@ class Recipe:
         seed: int = 0,
         device: Union[None, str, torch.device] = None,
         progress: bool = False,
+        callback: Optional[Callable[[int, VMoNF], None]] = None,
     ) -> Tuple[VMoNF, History]:
-        """Seed torch with ``seed``, build the model and train it on ``x``; returns ``(model, history)``."""
+        """Seed torch with ``seed``, build the model and train it on ``x``; returns ``(model, history)``.
+
+        ``callback(epoch, model)`` is :func:`~vmonf_mini.fit`'s."""
         torch.manual_seed(seed)
         model = self.build(device)
         history = fit(
-            model, x, labels, self.fit, seed=seed, device=device, progress=progress
+            model,
+            x,
+            labels,
+            self.fit,
+            seed=seed,
+            device=device,
+            progress=progress,
+            callback=callback,
         )
         return model, history
 
@@ -115,9 +125,11 @@ class Recipe:
         seeds: Sequence[int],
         device: Union[None, str, torch.device] = None,
         progress: bool = False,
+        callback: Optional[Callable[[int, VMoNF], None]] = None,
     ) -> Tuple[List[VMoNF], List[History]]:
         """One run per seed, trained together by :func:`~vmonf_mini.fit_many` (each exactly as
-        :meth:`run` with that seed); ``labels`` one tensor or one per seed."""
+        :meth:`run` with that seed); ``labels`` one tensor or one per seed; ``callback(epoch,
+        model)`` is called for every model after every epoch."""
         models = []
         for seed in seeds:
             torch.manual_seed(seed)
@@ -130,6 +142,7 @@ class Recipe:
             seeds=list(seeds),
             device=device,
             progress=progress,
+            callback=callback,
         )
         return models, histories
 
