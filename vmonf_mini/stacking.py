@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .flows import batch_statistics
 from .layers import StackedLinear
-from .mixture import VMoNF, built_in_flows
+from .mixture import ModelConfig, VMoNF, built_in_flows
 
 __all__ = ["RunStack", "SingleRun", "first_difference", "first_shared"]
 
@@ -69,7 +69,8 @@ def _structure_difference(models: Sequence[VMoNF]) -> str:
     (types and tensor shapes) or from model 0 (module settings, frozen parameters)."""
     config = {k: v for k, v in models[0].config.items() if k != "custom_components"}
     with torch.device("meta"):  # shapes only; the prior's values do not matter here
-        built = VMoNF(**{**config, "prior": None}).to(models[0].prior_logits.dtype)
+        built = ModelConfig(**{**config, "prior": None}).build()
+        built = built.to(models[0].prior_logits.dtype)
     types = {name: type(m) for name, m in built.named_modules() if name}
     tensors = built.state_dict()
     ref_modules = dict(models[0].named_modules())
