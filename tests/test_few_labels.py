@@ -210,5 +210,7 @@ def test_the_estimator_uses_the_graph_by_default_with_labels():
     fitted = vm.MixtureOfFlows(2, random_state=0, **small).fit(x.numpy(), labels)
     assert fitted.history_.init_agreement is not None
     assert (fitted.labels_ == y).mean() >= 0.99
-    with pytest.raises(ValueError, match="label_graph must be a positive integer"):
+    with pytest.raises(
+        ValueError, match="The .label_graph. parameter of MixtureOfFlows"
+    ):
         vm.MixtureOfFlows(2, label_graph=-3, **small).fit(x.numpy(), labels)

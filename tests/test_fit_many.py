@@ -1,6 +1,7 @@
 """fit_many: R runs trained together end exactly where R separate fit calls end."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -153,30 +154,48 @@ def test_fit_many_refuses_models_of_different_architectures_naming_the_differenc
         fit_many([model, model], x, epochs=1)
     with pytest.raises(ValueError, match="seeds must hold one integer per model"):
         fit_many([_model(0), _model(1)], x, seeds=[1], epochs=1)
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(TypeError, match=r"unknown training settings \['epoch'\]"):
         fit_many([_model(0)], x, epochs=1, epoch=3)
     with pytest.raises(TypeError, match="seeds="):
         fit_many([_model(0)], x, epochs=1, seed=3)
 
 
-def test_fit_many_names_the_run_phase_epoch_and_step_of_a_nonfinite_loss():
+def test_fit_many_freezes_a_diverged_run_and_finishes_the_others():
+    """Run 2's loss is NaN from its first step: it stays as it was, History.diverged says
+    where, and runs 0 and 1 train exactly as beside a healthy run 2 (the same stack)."""
     x, _ = pinwheel(n_per_class=32, seed=0)
-    models = [_model(s) for s in range(3)]
+    healthy = [_model(s) for s in range(3)]
+    models = copy.deepcopy(healthy)
     with torch.no_grad():
         models[2].components.layers[0].t_net.layers[0].weight[0].fill_(float("nan"))
-    before = [copy.deepcopy(m.state_dict()) for m in models]
-    with pytest.raises(
-        FloatingPointError, match=r"run 2 \(seed 7\), main phase, epoch 1, step 1"
-    ):
-        fit_many(
-            models, x.double(), seeds=[5, 6, 7], epochs=2, batch_size=64, progress=False
-        )
-    for model, state in zip(
-        models, before
-    ):  # the failing first step changed nothing, not even batch norm
-        assert not model.training
-        for name, value in model.state_dict().items():
-            assert torch.equal(value, state[name]) or torch.isnan(value).any(), name
+    before = copy.deepcopy(models[2].state_dict())
+    run = dict(seeds=[5, 6, 7], epochs=2, batch_size=64, progress=False)
+    histories = fit_many(models, x.double(), **run)
+    expected = fit_many(healthy, x.double(), **run)
+    assert re.fullmatch(
+        r"non-finite loss \(nan\) in the main phase, epoch 1, step 1",
+        histories[2].diverged,
+    )
+    assert histories[2].loss == [] and histories[2].steps == 0
+    assert all(not m.training for m in models)
+    for name, value in models[2].state_dict().items():  # not even batch norm moved
+        assert torch.equal(value.nan_to_num(), before[name].nan_to_num()), name
+    for r in (0, 1):
+        assert histories[r].diverged is None and histories[r].loss == expected[r].loss
+        for name, value in models[r].state_dict().items():
+            assert torch.equal(value, healthy[r].state_dict()[name]), name
+
+
+def test_fit_many_of_diverged_runs_only_returns_their_histories():
+    x, _ = pinwheel(n_per_class=32, seed=0)
+    models = [_model(s) for s in range(2)]
+    with torch.no_grad():
+        for model in models:
+            model.components.layers[0].t_net.layers[0].weight[0].fill_(float("nan"))
+    histories = fit_many(
+        models, x.double(), seeds=[1, 2], epochs=2, batch_size=64, progress=False
+    )
+    assert all("epoch 1, step 1" in h.diverged and h.loss == [] for h in histories)
 
 
 def test_fit_many_of_custom_components_trains_them_one_at_a_time():

@@ -7,6 +7,7 @@ far points, and input errors that named the wrong problem.
 """
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -154,7 +155,8 @@ def test_a_refit_whose_runs_all_fail_leaves_the_fitted_state(fitted, monkeypatch
     scores, labels = est.score_samples(X), est.predict(X)
     state = _fitted_state(est)
     monkeypatch.setattr(
-        "vmonf_mini.estimator._train_runs", lambda models, *a, **k: [None] * len(models)
+        "vmonf_mini.estimator._fit_runs",
+        lambda models, *a, **k: [vm.History(diverged="nan") for _ in models],
     )
     with pytest.raises(FloatingPointError, match="every run"):
         est.fit(np.c_[X, X[:, 0]] * 3 + 50)
@@ -176,10 +178,13 @@ def test_a_refit_interrupted_during_training_leaves_the_fitted_state(
         epochs.append(1)
         raise KeyboardInterrupt
 
-    real = estimator.fit_many
-    monkeypatch.setattr(
-        estimator, "fit_many", lambda *a, **k: real(*a, **k, callback=interrupt)
-    )
+    real = estimator._fit_runs
+
+    def with_interrupt(*args, **kwargs):
+        options = dataclasses.replace(args[5], callback=interrupt)
+        return real(*args[:5], options, *args[6:], **kwargs)
+
+    monkeypatch.setattr(estimator, "_fit_runs", with_interrupt)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X * 3 + 50)
     assert epochs, "the refit was interrupted during training"
@@ -201,8 +206,10 @@ def test_a_bad_tol_is_refused_before_any_training(tol, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("vmonf_mini.estimator._train_runs", no_training)
-    with pytest.raises(ValueError, match=r"tol must be a number >= 0, got "):
+    monkeypatch.setattr("vmonf_mini.estimator._fit_runs", no_training)
+    with pytest.raises(
+        ValueError, match=r"The 'tol' parameter of MixtureOfFlows must be"
+    ):
         MixtureOfFlows(3, **{**TINY, "tol": tol}).fit(_blobs())
 
 

@@ -32,14 +32,23 @@ from . import (
     runtime,
 )
 from .estimator import MixtureOfFlows
-from .mixture import VMoNF
+from .mixture import ModelConfig, VMoNF
 from .runtime import budget, default_device, full_budget_hint, pick, seed_everything
-from .training import ExponentialDecay, History, fit, fit_density, fit_many
+from .training import (
+    ExponentialDecay,
+    History,
+    TrainConfig,
+    fit,
+    fit_density,
+    fit_many,
+)
 
 # The public API: the model, its training and the budget switch, and the modules a reader calls.
 # (checks, stacking, atomic, mixture, training and estimator are internals.)
 __all__ = [
     "VMoNF",
+    "ModelConfig",
+    "TrainConfig",
     "MixtureOfFlows",
     "fit",
     "fit_many",

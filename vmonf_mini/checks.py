@@ -11,8 +11,9 @@ ValueError: x must have shape (N, 2), got (3, 4)
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ __all__ = [
     "as_data",
     "as_labels",
     "check_bool",
+    "check_fields",
     "check_number",
     "check_positive_int",
     "check_temperature",
@@ -124,6 +126,23 @@ def check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_fields(names: Iterable[str], cls: type, what: str) -> None:
+    """A ``TypeError`` naming every entry of ``names`` that is not a field of the dataclass ``cls``.
+
+    >>> from vmonf_mini import TrainConfig
+    >>> check_fields(["lr", "epoch"], TrainConfig, "training settings")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown training settings ['epoch']; TrainConfig has epochs, batch_size, lr, ...
+    """
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown {what} {unknown}; {cls.__name__} has {', '.join(known)}"
+        )
 
 
 def check_number(

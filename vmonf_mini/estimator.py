@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from numbers import Integral, Real
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,10 +31,10 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .checks import check_number, check_positive_int
-from .mixture import VMoNF
+from .checks import check_positive_int
+from .mixture import ModelConfig, VMoNF
 from .runtime import default_device
-from .training import History, fit, fit_many
+from .training import TrainConfig, _fit_runs, _RunOptions, head_start
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -42,6 +43,14 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator: Any, X: Any, **kwargs: Any) -> np.ndarray:
         return estimator._validate_data(X, **kwargs)
 
+
+try:  # scikit-learn >= 1.3: the parameters are checked by scikit-learn's own constraints
+    from sklearn.base import _fit_context
+    from sklearn.utils._param_validation import Interval, StrOptions
+except (
+    ImportError
+):  # pragma: no cover - older scikit-learn: TrainConfig and ModelConfig check
+    _fit_context = None
 
 __all__ = ["MixtureOfFlows"]
 
@@ -52,32 +61,39 @@ _CHUNK = 8192  # rows per forward pass at prediction time
 AUTO_EPOCHS = {"unsupervised": 100, "semi-supervised": 10}
 
 
-def _train_runs(
-    models: List[VMoNF],
-    x: torch.Tensor,
-    labels: Optional[torch.Tensor],
-    seeds: List[int],
-    **kw: Any,
-) -> List[Optional[History]]:
-    """Train the restarts together (:func:`~vmonf_mini.fit_many`); ``None`` for a run whose loss
-    became non-finite.
+def _validated(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """``fit`` that first checks every parameter against ``_parameter_constraints``
+    (scikit-learn's ``_fit_context``); with an older scikit-learn, ``fit`` as it is (the configs
+    it builds check the values, their errors naming the config's fields)."""
+    if _fit_context is None:  # pragma: no cover
+        return fit
+    return _fit_context(prefer_skip_nested_validation=True)(fit)
 
-    A non-finite loss stops fit_many's shared pass; then every run is trained again alone from
-    its initial state, exactly as fit_many would have trained it, and only the failing ones are lost.
-    """
-    initial = [copy.deepcopy(model.state_dict()) for model in models]
-    try:
-        return list(fit_many(models, x, labels, seeds=seeds, **kw))
-    except FloatingPointError:
-        pass
-    histories: List[Optional[History]] = []
-    for model, state, seed in zip(models, initial, seeds):
-        model.load_state_dict(state)
-        try:
-            histories.append(fit(model, x, labels, seed=seed, **kw))
-        except FloatingPointError:
-            histories.append(None)
-    return histories
+
+def _constraints() -> dict:
+    """The estimator's parameter constraints, in scikit-learn's vocabulary (``{}`` without it)."""
+    if _fit_context is None:  # pragma: no cover
+        return {}
+    count = lambda low: Interval(Integral, low, None, closed="left")  # noqa: E731
+    return {
+        "n_components": [count(1)],
+        "flow": [StrOptions({"realnvp", "maf"})],
+        "n_blocks": [count(1)],
+        "hidden": [count(1), list, tuple],
+        "encoder_hidden": [count(1), list, tuple],
+        "n_init": [count(1)],
+        "init": [StrOptions({"gmm", "kmeans", "random"})],
+        "init_epochs": [count(1)],
+        "max_epochs": [count(1), StrOptions({"auto"})],
+        "pretrain_epochs": [count(0)],
+        "label_graph": [count(1), None],
+        "batch_size": [count(2)],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str, torch.device, None],
+        "verbose": ["boolean"],
+    }
 
 
 def _mean_and_scale(X: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -191,7 +207,8 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             chapter 6) or ``"random"`` (the paper: no head start). On the digits the Gaussian
             mixture's start gave 0.95 where k-means' gave 0.935 (median of 10 seeds).
         init_epochs: epochs of the head start (components and encoder on the initial partition).
-        max_epochs: epochs of the main phase (ELBO on all points); training always runs them all.
+        max_epochs: the most epochs of the main phase (ELBO on all points); a run stops
+            earlier once its loss has settled within ``tol``.
             ``"auto"``: 100, or 10 with labels and ``label_graph=None``, since a long
             ELBO phase then lets a component drift from its labeled points (chapter 7).
         pretrain_epochs: epochs on the labeled points alone before the main phase (with ``y``;
@@ -200,7 +217,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             (``vm.fit``'s ``label_graph``); ``None``: the earlier head start, see above.
         batch_size: points per step.
         learning_rate: Adam's learning rate.
-        tol: tolerance of ``converged_`` (nats per point), see below.
+        tol: a run stops once the mean training loss over its last tenth of ``max_epochs``
+            epochs (at least one) differs from that over the tenth before by at most ``tol``
+            nats per point (``vm.TrainConfig``'s ``tol``); 0 stops only on an exactly flat loss.
         random_state: ``None``, an int or a ``numpy.random.RandomState``; the runs' seeds are drawn
             from it, so an int makes ``fit`` and :meth:`sample` reproducible.
         device: torch device to train on; ``None`` picks the GPU when there is one.
@@ -210,17 +229,24 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         model_: the trained :class:`~vmonf_mini.VMoNF` of the kept run, on standardised inputs,
             in eval mode and float64.
         history_: its :class:`~vmonf_mini.History`.
-        lower_bound_: its training objective, mean nats per point in the units of ``X``.
-        lower_bounds_: the objective of every run, ``(n_init,)`` (``-inf`` for a run that failed).
-        n_iter_: epochs of the main phase that were run.
-        converged_: whether the mean training loss over the last tenth of the epochs (at least one)
-            differs from that over the tenth before by at most ``tol`` nats per point.
+        lower_bound_: the kept run's final lower bound on the log-likelihood, mean nats per
+            point in the units of ``X`` (as ``GaussianMixture.lower_bound_``): its training
+            objective, the ELBO at temperature 1 (``log p(x, y)`` for labeled points).
+        lower_bounds_: the kept run's lower bound after every epoch of its main phase, mean nats
+            per point in the units of ``X`` (as ``GaussianMixture.lower_bounds_``): minus its
+            training loss, at that epoch's temperature, ``(n_iter_,)``.
+        run_lower_bounds_: the final lower bound of every run, ``(n_init,)``, the kept run's the
+            highest (``-inf`` for a run whose loss became non-finite).
+        n_iter_: epochs of the main phase that the kept run trained (at most ``max_epochs``).
+        converged_: whether the kept run stopped because its loss had settled within ``tol``.
         labels_: ``predict(X)`` of the training data.
         mean_: the features' means (the standardisation is ``(X - mean_) / scale_``).
         scale_: the features' standard deviations (1 for a constant feature), finite for any
             finite ``X`` (computed in rescaled units where the squares would overflow).
         n_features_in_: number of features seen in ``fit``.
     """
+
+    _parameter_constraints: dict = _constraints()
 
     def __init__(
         self,
@@ -262,12 +288,14 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
+    @_validated
     def fit(self, X: Any, y: Any = None) -> "MixtureOfFlows":
         """Train ``n_init`` runs on ``X (n_samples, n_features)`` and keep the best; returns ``self``.
 
         ``y``: optional component indices ``0..K-1`` with ``-1`` for unlabeled points.
 
-        Every parameter is checked before any training. The new fitted state is built aside and
+        Every parameter is checked before any training (scikit-learn's parameter constraints).
+        The new fitted state is built aside and
         replaces the old one only once the fit has succeeded: a fit that fails (a refused
         parameter or input, a non-finite objective, Ctrl-C) leaves a fitted estimator exactly
         as it was. Torch's global random generator is left as the caller had it: the runs draw
@@ -276,26 +304,21 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         # validate_data sets n_features_in_ (and feature_names_in_) on a copy, not on self
         scratch = copy.copy(self)
         X = _validate_data(scratch, X, dtype=np.float64, ensure_min_samples=2)
-        k = check_positive_int(self.n_components, "n_components")
+        k = self.n_components
         if X.shape[0] < k:
             raise ValueError(
                 f"Expected n_samples >= n_components, got n_samples={X.shape[0]}, n_components={k}"
             )
-        n_init = check_positive_int(self.n_init, "n_init")
         if self.flow == "realnvp" and X.shape[1] < 2:
             raise ValueError(
                 "flow='realnvp' needs at least 2 features (a coupling layer splits them), got n_features = 1: use flow='maf'"
-            )
-        if self.init not in ("kmeans", "gmm", "random"):
-            raise ValueError(
-                f"init must be 'kmeans', 'gmm' or 'random', got {self.init!r}"
             )
         labels = self._labels(y, X.shape[0], k)
         if labels is not None and labels.eq(-1).sum() == 1:
             raise ValueError(
                 "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
             )
-        settings = self._settings(labels is not None)
+        architecture, config = self._configs(X.shape[1], labels is not None)
         mean, scale = _mean_and_scale(X)
         standardised = _standardise(
             X, mean, scale, "the values of X span more than float64 holds once centred"
@@ -305,7 +328,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             torch.device(self.device) if self.device is not None else default_device()
         )
         rng = check_random_state(self.random_state)
-        seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=n_init)]
+        seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=self.n_init)]
 
         # the runs seed torch's generators; every one is restored afterwards (CUDA's too)
         gpus = (
@@ -315,18 +338,21 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             models = []
             for seed in seeds:
                 torch.manual_seed(seed)  # each run's weights from its own seed
-                models.append(self._new_model(X.shape[1], k).to(device))
-            histories = _train_runs(
+                models.append(architecture.build().to(device))
+            config = config.replace(init=self._head_start(x, labels, k, seeds[0]))
+            histories = _fit_runs(  # X and y were checked above, once
                 models,
                 x.to(device),
                 None if labels is None else labels.to(device),
                 seeds,
-                init=self._head_start(x, labels, k, seeds[0]),
-                device=device,
-                **settings,
+                config,
+                _RunOptions(device, bool(self.verbose), None),
+                max_parallel=None,
+                per_run=True,
+                checked=True,
             )
         objectives = [
-            -math.inf if h is None else self._objective(m.double(), x, labels)
+            -math.inf if h.diverged else self._objective(m.double(), x, labels)
             for m, h in zip(models, histories)
         ]
         best = int(np.argmax(objectives))
@@ -336,17 +362,19 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             )
 
         model, history = models[best].eval(), histories[best]
-        lower_bounds = np.asarray(objectives) - float(np.log(scale).sum())
+        log_det = float(np.log(scale).sum())  # the standardisation's, per point
+        run_lower_bounds = np.asarray(objectives) - log_det
         fitted = dict(
             n_features_in_=scratch.n_features_in_,
             mean_=mean,
             scale_=scale,
             model_=model,
             history_=history,
-            lower_bounds_=lower_bounds,
-            lower_bound_=float(lower_bounds[best]),
+            lower_bound_=float(run_lower_bounds[best]),
+            lower_bounds_=-np.asarray(history.loss) - log_det,
+            run_lower_bounds_=run_lower_bounds,
             n_iter_=len(history.loss),
-            converged_=self._converged(history.loss),
+            converged_=history.converged,
             labels_=_evaluate(model, standardised, lambda m, x: m.predict(x)).astype(
                 np.int64
             ),
@@ -358,76 +386,60 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         vars(self).update(fitted)  # the swap: one update, after everything succeeded
         return self
 
-    def _settings(self, semi_supervised: bool) -> Dict[str, Any]:
-        """The training settings, every parameter checked (errors name it) before any work."""
-        check_number(self.tol, "tol", positive=False)
-        init_epochs = check_positive_int(self.init_epochs, "init_epochs")
-        pretrain = self.pretrain_epochs
-        if (
-            isinstance(pretrain, (bool, np.bool_))
-            or not isinstance(pretrain, (int, np.integer))
-            or pretrain < 0
-        ):
-            raise ValueError(
-                f"pretrain_epochs must be an integer >= 0, got {pretrain!r}"
-            )
-        return dict(
-            epochs=self._epochs(semi_supervised and self.label_graph is None),
-            batch_size=check_positive_int(self.batch_size, "batch_size"),
-            lr=check_number(self.learning_rate, "learning_rate"),
-            init_epochs=init_epochs,
-            pretrain_epochs=int(pretrain) if semi_supervised else 0,
-            label_graph=self.label_graph if semi_supervised else None,
-            progress=bool(self.verbose),
+    def _configs(
+        self, n_features: int, semi_supervised: bool
+    ) -> Tuple[ModelConfig, TrainConfig]:
+        """The one place where the estimator's scikit-learn names become the package's configs
+        (``n_components`` -> ``k``, ``n_blocks`` -> ``blocks``, ``learning_rate`` -> ``lr``,
+        ``max_epochs`` -> ``epochs``, ``tol`` -> ``tol``; book/api.md has the whole table)."""
+        hidden = self.encoder_hidden
+        architecture = ModelConfig(
+            dim=n_features,
+            k=self.n_components,
+            flow=self.flow,
+            blocks=self.n_blocks,
+            hidden=self.hidden,
+            encoder_hidden=tuple(hidden)
+            if isinstance(hidden, (tuple, list))
+            else (hidden,),
         )
-
-    def _epochs(self, semi_supervised: bool) -> int:
-        if isinstance(self.max_epochs, str) and self.max_epochs == "auto":
-            return AUTO_EPOCHS["semi-supervised" if semi_supervised else "unsupervised"]
-        return check_positive_int(self.max_epochs, "max_epochs")
+        short = (
+            semi_supervised and self.label_graph is None
+        )  # chapter 7: a short ELBO phase
+        epochs = self.max_epochs
+        if isinstance(epochs, str):  # "auto"
+            epochs = AUTO_EPOCHS["semi-supervised" if short else "unsupervised"]
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.learning_rate,
+            init_epochs=self.init_epochs,
+            pretrain_epochs=self.pretrain_epochs if semi_supervised else 0,
+            label_graph=self.label_graph if semi_supervised else None,
+            tol=self.tol,
+        )
+        return architecture, config
 
     def _head_start(
         self, x: torch.Tensor, labels: Optional[torch.Tensor], k: int, seed: int
     ) -> Any:
-        """What ``fit`` gets as ``init``: ``"kmeans"`` (each run its own k-means), the clusters of a
-        full-covariance Gaussian mixture (the best of 10 starts by its likelihood), ``None``; with
-        labels, scikit-learn's label spreading from the labeled points (k-nearest-neighbour graph)."""
-        points = x.double().numpy()
+        """The runs' ``init``: ``"kmeans"`` (each run its own k-means), the clusters of one
+        Gaussian mixture for all runs (seeded by the first run's seed), ``None``; with labels,
+        ``None`` (``label_graph``: training propagates them) or scikit-learn's label spreading
+        from the labeled points (k-nearest-neighbour graph)."""
         if labels is not None and self.label_graph is not None:
             return None  # fit propagates the labels and starts from them
         if labels is not None:
             from sklearn.semi_supervised import LabelSpreading
 
+            points = x.double().numpy()
             spread = LabelSpreading(
                 kernel="knn", n_neighbors=min(15, len(points) - 1)
             ).fit(points, labels.numpy())
             return torch.as_tensor(spread.transduction_, dtype=torch.long)
-        if self.init == "kmeans":
-            return "kmeans"
-        if self.init == "random":
-            return None
-        from sklearn.mixture import GaussianMixture
-
-        gmm = GaussianMixture(
-            n_components=k,
-            covariance_type="full",
-            n_init=10,
-            reg_covar=1e-4,
-            random_state=seed,
-        )
-        return torch.as_tensor(gmm.fit(points).predict(points), dtype=torch.long)
-
-    def _new_model(self, dim: int, k: int) -> VMoNF:
-        hidden = self.encoder_hidden
-        encoder = tuple(hidden) if isinstance(hidden, (tuple, list)) else (hidden,)
-        return VMoNF(
-            dim=dim,
-            k=k,
-            flow=self.flow,
-            blocks=self.n_blocks,
-            hidden=self.hidden,
-            encoder_hidden=encoder,
-        )
+        if self.init == "gmm":  # one mixture for all runs
+            return head_start("gmm", x, k, seed)
+        return self.init  # "kmeans": every run its own; "random": none
 
     @staticmethod
     def _labels(y: Any, n: int, k: int) -> Optional[torch.Tensor]:
@@ -464,24 +476,10 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         total = 0.0
         for i in range(0, x.shape[0], _CHUNK):
             part = x[i : i + _CHUNK].to(device=device, dtype=torch.float64)
-            value = model.elbo(part)
-            if labels is not None:
-                lab = labels[i : i + _CHUNK].to(device)
-                joint = model.joint(part)
-                labeled = lab >= 0
-                value = torch.where(
-                    labeled, joint.gather(1, lab.clamp_min(0)[:, None])[:, 0], value
-                )
-            total += float(value.sum())
+            lab = None if labels is None else labels[i : i + _CHUNK].to(device)
+            total += float(model.elbo(part, labels=lab).sum())
         mean = total / x.shape[0]
         return mean if math.isfinite(mean) else -math.inf
-
-    def _converged(self, loss: Sequence[float]) -> bool:
-        window = max(1, len(loss) // 10)
-        if len(loss) < 2 * window or len(loss) < 2:
-            return False
-        last, before = np.mean(loss[-window:]), np.mean(loss[-2 * window : -window])
-        return bool(abs(last - before) <= self.tol)
 
     # ------------------------------------------------------------------ helpers
     def _input(self, X: Any) -> np.ndarray:

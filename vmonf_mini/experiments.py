@@ -28,11 +28,11 @@ from torch import Tensor
 
 from .checks import check_positive_int, check_temperature
 from .metrics import ari, cluster_accuracy, match_clusters, nmi
-from .mixture import VMoNF
+from .mixture import ModelConfig, VMoNF
 from .objectives import tempered_log_q, unlabeled_loss
 from .preprocess import LogitTransform, dequantize
 from .records import PathLike, find_record
-from .training import ExponentialDecay, History, fit_many
+from .training import ExponentialDecay, History, TrainConfig, fit_many
 
 #: The MAF paper's logit transform of MNIST pixels (``alpha = 1e-6``).
 LOGIT = LogitTransform(alpha=1e-6)
@@ -107,6 +107,32 @@ class PaperMNIST:
             or self.holdout < 0
         ):
             raise ValueError(f"holdout must be an integer >= 0, got {self.holdout!r}")
+
+    @property
+    def model(self) -> ModelConfig:
+        """The architecture, a MAF mixture of ``k`` flows on MNIST's 784 pixels."""
+        return ModelConfig(
+            dim=784,
+            k=self.k,
+            flow="maf",
+            blocks=self.blocks,
+            hidden=self.hidden,
+            encoder_hidden=self.encoder_hidden,
+        )
+
+    @property
+    def train(self) -> TrainConfig:
+        """The training's settings; the temperature floor is also the smallest temperature."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            temperature=ExponentialDecay(
+                rate=self.temperature_rate, floor=self.temperature_floor
+            ),
+            min_temperature=self.temperature_floor,
+        )
 
     def as_dict(self) -> Dict[str, Any]:
         """The configuration as JSON-ready data (what a record stores and the tests compare)."""
@@ -267,9 +293,7 @@ class EpochLog:
         self.runs = {id(model): r for r, model in enumerate(models)}
         self.x, self.y, self.probe, self.config = x, y, probe, config
         self.steps_per_epoch = steps_per_epoch
-        self.schedule = ExponentialDecay(
-            rate=config.temperature_rate, floor=config.temperature_floor
-        )
+        self.schedule = config.train.temperature
         self.logs: List[Dict[str, List[float]]] = [
             {key: [] for key in EPOCH_LOG_KEYS} for _ in models
         ]
@@ -350,16 +374,7 @@ def paper_mnist(
     models = []
     for seed in config.seeds:
         torch.manual_seed(seed)
-        models.append(
-            VMoNF(
-                x_train.shape[1],
-                config.k,
-                flow="maf",
-                blocks=config.blocks,
-                hidden=config.hidden,
-                encoder_hidden=config.encoder_hidden,
-            )
-        )
+        models.append(config.model.replace(dim=x_train.shape[1]).build())
     steps_per_epoch = math.ceil(len(subset) / config.batch_size)
     if len(subset) % config.batch_size == 1 and steps_per_epoch > 1:
         steps_per_epoch -= 1  # fit drops a last batch of one point
@@ -374,13 +389,9 @@ def paper_mnist(
     histories = fit_many(
         models,
         inputs[subset],
+        None,
+        config.train,
         seeds=list(config.seeds),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        temperature=log.schedule,
-        min_temperature=config.temperature_floor,
         device=device,
         progress=progress,
         callback=log,

@@ -34,6 +34,7 @@ from .layers import StackedLinear, StackedMLP
 __all__ = [
     "AffineCoupling",
     "BatchNormFlow",
+    "batch_statistics",
     "MADE",
     "MAFLayer",
     "StackedFlow",
@@ -188,6 +189,44 @@ class AffineCoupling(nn.Module):
         return self._join(z_t, kept, moved).transpose(1, 2)
 
 
+def batch_statistics(
+    x: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    momentum: float,
+    unbiased_running_var: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Batch norm's statistics of stacked batches ``x (S, B, H)``, one set per stack entry and
+    feature: returns ``x - mean`` and the (biased) variance, and moves the running averages
+    ``(S, 1, H)`` towards them in place (``unbiased_running_var``: the variance times
+    ``B / (B - 1)``, as torch's ``BatchNorm1d``).
+
+    The one batch-norm computation of the package: :class:`BatchNormFlow` (K components, a
+    flow layer) and the encoders' batch norm stacked over R runs by ``fit_many``
+    (:mod:`vmonf_mini.stacking`) both call it. Two passes, the mean then the mean of squared
+    deviations, each a sum times 1/B: torch's var_mean (a Welford reduction) and mean's
+    backward (a division of the whole batch) cost a K=5 pinwheel mixture about 4% of its
+    training step (bench/README.md).
+
+    >>> x = torch.tensor([[[0.0], [2.0]]])
+    >>> mean, var = torch.zeros(1, 1, 1), torch.ones(1, 1, 1)
+    >>> centered, v = batch_statistics(x, mean, var, momentum=0.5)
+    >>> centered.flatten().tolist(), v.item(), mean.item(), var.item()
+    ([-1.0, 1.0], 1.0, 0.5, 1.0)
+    """
+    n = x.shape[1]
+    inv_n = 1.0 / n
+    mean = x.sum(1, keepdim=True) * inv_n
+    centered = x - mean
+    var = (centered * centered).sum(1, keepdim=True) * inv_n
+    with torch.no_grad():
+        running_mean.lerp_(mean, momentum)
+        running_var.lerp_(
+            var * (n / (n - 1)) if unbiased_running_var else var, momentum
+        )
+    return centered, var
+
+
 class BatchNormFlow(nn.Module):
     """Batch normalization as an invertible layer (Dinh et al., 2017; Papamakarios et al., 2017).
 
@@ -210,16 +249,9 @@ class BatchNormFlow(nn.Module):
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         x = _as_components(x, self.k)
         if self.training and x.shape[1] > 1:
-            # two passes, the mean then the mean of squared deviations, each a sum times 1/N: torch's
-            # var_mean (a Welford reduction) and mean's backward (a division of the whole batch) cost
-            # a K=5 pinwheel mixture about 4% of its training step (bench/README.md)
-            inv_n = 1.0 / x.shape[1]
-            mean = x.sum(1, keepdim=True) * inv_n
-            centered = x - mean
-            var = (centered * centered).sum(1, keepdim=True) * inv_n
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var, self.momentum)
+            centered, var = batch_statistics(
+                x, self.running_mean, self.running_var, self.momentum
+            )
         else:
             centered, var = x - self.running_mean, self.running_var
         log_scale = self.log_gamma - 0.5 * torch.log(var + self.eps)

@@ -17,10 +17,12 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 import operator
 import os
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,18 +30,19 @@ from torch import Tensor, nn
 
 from .checks import (
     as_data,
+    as_labels,
     check_bool,
+    check_fields,
     check_number,
     check_positive_int,
     check_temperature,
 )
 from . import checkpoint, objectives
 from .flows import FlowList, Hidden, StackedFlow, maf, realnvp
+from .objectives import MIN_TEMPERATURE, floor_temperature
 
-__all__ = ["VMoNF", "MIN_TEMPERATURE", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["VMoNF", "ModelConfig", "MIN_TEMPERATURE", "DEFAULT_CHUNK_SIZE"]
 
-#: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
-MIN_TEMPERATURE = 1e-3
 #: Rows evaluated at a time by the evaluation methods in eval mode (their ``chunk_size``).
 DEFAULT_CHUNK_SIZE = 16384
 
@@ -135,6 +138,113 @@ def _component_index(c: Any, k: int) -> int:
     return index
 
 
+@dataclass(frozen=True)
+class ModelConfig(Mapping):
+    """A :class:`VMoNF`'s architecture, validated: what the recipes, the estimator and the
+    paper's experiment hold and build their models from (chapter 4).
+
+    The fields are :class:`VMoNF`'s arguments (see there); ``blocks`` and ``hidden`` left
+    ``None`` take the flow's defaults. ``replace`` returns a copy with some fields changed
+    (unknown names are refused), and the config is a read-only mapping of its fields too:
+    ``VMoNF(**config)`` is ``config.build()``.
+
+    >>> config = ModelConfig(dim=2, k=5, blocks=2, encoder_hidden=(8,))
+    >>> model = config.build()
+    >>> model.config["blocks"], model.config["hidden"], config.replace(k=3).build().k
+    (2, 8, 3)
+    """
+
+    dim: int
+    k: int
+    flow: str = "realnvp"
+    blocks: Optional[int] = None
+    hidden: Optional[Hidden] = None
+    encoder_hidden: Sequence[int] = (32, 32)
+    prior: Prior = None
+    batch_norm: bool = True
+    encoder_batch_norm: bool = True
+    log_scale_bound: float = 5.0
+
+    def __post_init__(self) -> None:
+        dim = check_positive_int(self.dim, "dim")
+        k = check_positive_int(self.k, "k")
+        if self.flow not in _FLOW_DEFAULTS:
+            raise ValueError(
+                f"flow must be one of {sorted(_FLOW_DEFAULTS)}, got {self.flow!r}"
+            )
+        encoder_hidden = tuple(self.encoder_hidden)
+        if any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1
+            for h in encoder_hidden
+        ):
+            raise ValueError(
+                f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}"
+            )
+        blocks = (
+            None if self.blocks is None else check_positive_int(self.blocks, "blocks")
+        )
+        checked = dict(
+            dim=dim,
+            k=k,
+            encoder_hidden=encoder_hidden,
+            blocks=blocks,
+            batch_norm=check_bool(self.batch_norm, "batch_norm"),
+            encoder_batch_norm=check_bool(
+                self.encoder_batch_norm, "encoder_batch_norm"
+            ),
+            log_scale_bound=check_number(self.log_scale_bound, "log_scale_bound"),
+        )
+        if self.hidden is not None and not isinstance(self.hidden, int):
+            checked["hidden"] = tuple(self.hidden)
+        probabilities = _prior_probabilities(self.prior, k)
+        if probabilities is not None:  # fixed probabilities, as plain floats
+            checked["prior"] = tuple(probabilities.tolist())
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with ``changes`` (validated; a name that is not a field is a ``TypeError``)."""
+        check_fields(changes, ModelConfig, "model settings")
+        return dataclasses.replace(self, **changes)
+
+    def build(self, components: Optional[Sequence[nn.Module]] = None) -> "VMoNF":
+        """A fresh, untrained :class:`VMoNF` of this architecture (``components``: see there)."""
+        return VMoNF(**self, components=components)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The architecture as plain data, the flow's defaults filled in: what ``VMoNF.config``
+        holds and a checkpoint stores."""
+        defaults = _FLOW_DEFAULTS[self.flow]
+        hidden = defaults["hidden"] if self.hidden is None else self.hidden
+        return dict(
+            dim=self.dim,
+            k=self.k,
+            flow=self.flow,
+            blocks=defaults["blocks"] if self.blocks is None else self.blocks,
+            hidden=hidden if isinstance(hidden, int) else list(hidden),
+            encoder_hidden=list(self.encoder_hidden),
+            prior=self.prior if not isinstance(self.prior, tuple) else list(self.prior),
+            batch_norm=self.batch_norm,
+            encoder_batch_norm=self.encoder_batch_norm,
+            log_scale_bound=self.log_scale_bound,
+        )
+
+    # the read-only mapping of the fields: config["k"], dict(config), VMoNF(**config)
+    def __getitem__(self, name: str) -> Any:
+        if name not in _MODEL_FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODEL_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_MODEL_FIELDS)
+
+
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
 class VMoNF(nn.Module):
     """A mixture of K normalizing flows with an amortized posterior q(c|x).
 
@@ -171,43 +281,27 @@ class VMoNF(nn.Module):
         log_scale_bound: float = 5.0,
     ) -> None:
         super().__init__()
-        dim = check_positive_int(dim, "dim")
-        k = check_positive_int(k, "k")
-        if flow not in _FLOW_DEFAULTS:
-            raise ValueError(
-                f"flow must be one of {sorted(_FLOW_DEFAULTS)}, got {flow!r}"
-            )
-        encoder_hidden = tuple(encoder_hidden)
-        if any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1
-            for h in encoder_hidden
-        ):
-            raise ValueError(
-                f"encoder_hidden must be a sequence of positive ints, got {encoder_hidden!r}"
-            )
-        blocks = (
-            _FLOW_DEFAULTS[flow]["blocks"]
-            if blocks is None
-            else check_positive_int(blocks, "blocks")
-        )
-        batch_norm = check_bool(batch_norm, "batch_norm")
-        encoder_batch_norm = check_bool(encoder_batch_norm, "encoder_batch_norm")
-        log_scale_bound = check_number(log_scale_bound, "log_scale_bound")
-        hidden = _FLOW_DEFAULTS[flow]["hidden"] if hidden is None else hidden
-        probabilities = _prior_probabilities(prior, k)
-        self.dim, self.k = dim, k
-        self.config: Dict[str, Any] = dict(
+        architecture = ModelConfig(
             dim=dim,
             k=k,
             flow=flow,
             blocks=blocks,
-            hidden=hidden if isinstance(hidden, int) else list(hidden),
-            encoder_hidden=list(encoder_hidden),
-            prior=prior if probabilities is None else probabilities.tolist(),
+            hidden=hidden,
+            encoder_hidden=encoder_hidden,
+            prior=prior,
             batch_norm=batch_norm,
             encoder_batch_norm=encoder_batch_norm,
             log_scale_bound=log_scale_bound,
-            custom_components=components is not None,
+        )
+        dim, k, encoder_hidden = (
+            architecture.dim,
+            architecture.k,
+            architecture.encoder_hidden,
+        )
+        probabilities = _prior_probabilities(architecture.prior, k)
+        self.dim, self.k = dim, k
+        self.config: Dict[str, Any] = dict(
+            architecture.as_dict(), custom_components=components is not None
         )
         self.components: nn.Module
         if components is not None:
@@ -218,7 +312,7 @@ class VMoNF(nn.Module):
             self.components = FlowList(list(components))
         else:
             self.components = built_in_flows(self.config, k)
-        self.encoder = _encoder(dim, k, encoder_hidden, encoder_batch_norm)
+        self.encoder = _encoder(dim, k, encoder_hidden, architecture.encoder_batch_norm)
         if isinstance(prior, str):  # "learned", checked above
             self.prior_logits = nn.Parameter(torch.zeros(k))
         else:  # fixed: uniform, or the given probabilities (on the default device)
@@ -270,9 +364,10 @@ class VMoNF(nn.Module):
         return self.components.log_prob(x) + self.log_prior()
 
     def _in_chunks(
-        self, fn: Callable[[Tensor], Tensor], x: Any, chunk_size: int
+        self, fn: Callable[..., Tensor], x: Any, chunk_size: int, *rows: Tensor
     ) -> Tensor:
-        """``fn(x)`` row by row in blocks of ``chunk_size`` (eval mode), written into one output.
+        """``fn(x, *rows)`` row by row in blocks of ``chunk_size`` (eval mode), written into one
+        output; ``rows`` are tensors with a row per row of ``x``, split with it.
 
         Identical to ``fn(x)`` up to float rounding: in eval mode every row is evaluated on its
         own.  In training mode batch norm normalizes with the statistics of the rows it is given,
@@ -282,12 +377,13 @@ class VMoNF(nn.Module):
         x = self._data(x)
         n = x.shape[0]
         if self.training or n <= chunk_size:
-            return fn(x)
-        first = fn(x[:chunk_size])
+            return fn(x, *rows)
+        part = lambda start: [t[start : start + chunk_size] for t in (x, *rows)]  # noqa: E731
+        first = fn(*part(0))
         out = first.new_empty((n, *first.shape[1:]))
         out[:chunk_size] = first
         for start in range(chunk_size, n, chunk_size):
-            out[start : start + chunk_size] = fn(x[start : start + chunk_size])
+            out[start : start + chunk_size] = fn(*part(start))
         return out
 
     def log_prob(self, x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
@@ -371,7 +467,7 @@ class VMoNF(nn.Module):
 
     # ------------------------------------------------------------------ posterior
     def _log_q(self, x: Tensor, temperature: float) -> Tensor:
-        t = max(check_temperature(temperature), MIN_TEMPERATURE)
+        t = floor_temperature(check_temperature(temperature))
         return torch.log_softmax(self.encoder(x) / t, dim=1)
 
     def log_posterior(
@@ -383,7 +479,7 @@ class VMoNF(nn.Module):
         again in float64, as in :meth:`exact_posterior`; a ``ValueError`` where that overflows
         too.
         """
-        t = max(check_temperature(temperature), MIN_TEMPERATURE)
+        t = floor_temperature(check_temperature(temperature))
         return self._in_chunks(
             lambda part: self._far_rows_in_float64(
                 "posterior",
@@ -404,29 +500,35 @@ class VMoNF(nn.Module):
         """
         return self.log_posterior(x, temperature, chunk_size).exp()
 
-    def _elbo(self, x: Tensor, temperature: float) -> Tensor:
+    def _elbo(
+        self, x: Tensor, temperature: float, labels: Optional[Tensor] = None
+    ) -> Tensor:
         log_q, joint = self._log_q(x, temperature), self._joint(x)
-        elbo = objectives.elbo(joint, log_q)
-        if bool(
-            torch.isnan(elbo).any()
-        ):  # rare: far out in the tails, where log p(x) = -inf
-            # the ELBO is at most log p(x); q = 0 terms (0 * inf) contribute nothing
-            terms = torch.where(log_q.exp() > 0, log_q.exp() * (joint - log_q), 0.0)
-            elbo = torch.where(
-                torch.logsumexp(joint, dim=1) == -math.inf, -math.inf, terms.sum(dim=1)
-            )
-        return elbo
+        return objectives.lower_bound(joint, log_q, labels)
 
     def elbo(
-        self, x: Any, temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        x: Any,
+        temperature: float = 1.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        labels: Any = None,
     ) -> Tensor:
         """``sum_c q(c|x) [log p(c) + log p(x|c) - log q(c|x)]``, shape ``(N,)``; <= log p(x).
 
-        Chunks as :meth:`log_prob` (in eval mode only: training mode evaluates all rows at once).
+        ``labels``: optional ``(N,)`` component indices, ``-1`` for unlabeled points; a labeled
+        point's value is then ``log p(x, y)`` (:func:`~vmonf_mini.objectives.lower_bound`,
+        chapter 7). Chunks as :meth:`log_prob` (in eval mode only: training mode evaluates all
+        rows at once).
         """
         check_temperature(temperature)
+        if labels is None:
+            return self._in_chunks(
+                lambda part: self._elbo(part, temperature), x, chunk_size
+            )
+        x = self._data(x)
+        y = as_labels(labels, x.shape[0], self.k).to(x.device)
         return self._in_chunks(
-            lambda part: self._elbo(part, temperature), x, chunk_size
+            lambda part, y_part: self._elbo(part, temperature, y_part), x, chunk_size, y
         )
 
     def predict(

@@ -14,11 +14,17 @@ Example:
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 __all__ = [
+    "MIN_TEMPERATURE",
+    "floor_temperature",
     "elbo",
+    "lower_bound",
     "tempered_log_q",
     "unlabeled_loss",
     "labeled_loss",
@@ -27,14 +33,62 @@ __all__ = [
 ]
 
 
+#: The posterior's temperature is never taken below this, so ``logits / T`` cannot overflow.
+MIN_TEMPERATURE = 1e-3
+
+
+def floor_temperature(
+    temperature: float, floor: Optional[float] = MIN_TEMPERATURE
+) -> float:
+    """``max(temperature, floor)``, the temperature that divides the logits (``floor=None``: none).
+
+    The one place the package floors a temperature: the model's posterior at
+    ``MIN_TEMPERATURE``, the training at its ``min_temperature`` (chapter 5).
+
+    >>> floor_temperature(1e-5), floor_temperature(1e-5, None), floor_temperature(0.5, 0.01)
+    (0.001, 1e-05, 0.5)
+    """
+    return temperature if floor is None else max(temperature, floor)
+
+
 def tempered_log_q(logits: Tensor, temperature: float) -> Tensor:
-    """``log q(c|x) = log_softmax(logits / T)`` (chapter 5); ``T`` is floored by the caller."""
+    """``log q(c|x) = log_softmax(logits / T)`` (chapter 5); ``T`` floored by :func:`floor_temperature`."""
     return torch.log_softmax(logits / temperature, dim=-1)
 
 
 def elbo(joint: Tensor, log_q: Tensor) -> Tensor:
     """``sum_c q(c|x) [log p(x, c) - log q(c|x)]``, the evidence lower bound per point (chapter 4)."""
     return (log_q.exp() * (joint - log_q)).sum(-1)
+
+
+def _at_labels(joint: Tensor, labels: Tensor) -> Tensor:
+    """``log p(x, y)``: each point's entry of ``joint`` at its label."""
+    return joint.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def lower_bound(
+    joint: Tensor, log_q: Tensor, labels: Optional[Tensor] = None
+) -> Tensor:
+    """The ELBO of every point, and for a labeled point (``labels >= 0``) ``log p(x, y)``: the
+    objective of chapter 7's semi-supervised model, what :meth:`~vmonf_mini.VMoNF.elbo` returns.
+
+    Unlike :func:`elbo` (the training's term), a point so far out that ``log p(x) = -inf`` gets
+    ``-inf`` rather than NaN: its ``q = 0`` terms (``0 * inf``) contribute nothing.
+
+    >>> joint = torch.tensor([[-1.0, -2.0], [-1.0, -2.0]])
+    >>> lower_bound(joint, torch.log(torch.tensor([[0.5, 0.5]] * 2)), torch.tensor([-1, 1]))
+    tensor([-0.8069, -2.0000])
+    """
+    value = elbo(joint, log_q)
+    if bool(torch.isnan(value).any()):  # rare: far out in the tails
+        q = log_q.exp()
+        terms = torch.where(q > 0, q * (joint - log_q), 0.0).sum(dim=-1)
+        value = torch.where(
+            torch.logsumexp(joint, dim=-1) == -math.inf, -math.inf, terms
+        )
+    if labels is not None:
+        value = torch.where(labels >= 0, _at_labels(joint, labels.clamp_min(0)), value)
+    return value
 
 
 def unlabeled_loss(joint: Tensor, log_q: Tensor, objective: str) -> Tensor:
@@ -52,12 +106,10 @@ def labeled_loss(
     The cross-entropy is *minimised*: the original code maximised it (defect 1).  With the
     exact objective the encoder plays no part and only ``-log p(x, y)`` remains.
     """
-    nll = -joint.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    nll = -_at_labels(joint, labels)
     if objective == "exact":
         return nll
-    return nll - torch.log_softmax(logits, dim=-1).gather(
-        -1, labels.unsqueeze(-1)
-    ).squeeze(-1)
+    return nll - _at_labels(torch.log_softmax(logits, dim=-1), labels)
 
 
 def consistency_kl(target_log_q: Tensor, perturbed_log_q: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """The settings the book's chapters found, each in one place, each one call (chapters 6-8).
 
-A :class:`Recipe` holds a model's arguments (:class:`~vmonf_mini.VMoNF`) and its training's
-(:func:`~vmonf_mini.fit`); :meth:`Recipe.run` builds and trains it. The chapters, ``bench/``
+A :class:`Recipe` holds a model's architecture (:class:`~vmonf_mini.ModelConfig`) and its
+training's settings (:class:`~vmonf_mini.TrainConfig`); :meth:`Recipe.run` builds and trains it. The chapters, ``bench/``
 and the README take their numbers from here, so a setting is changed once. Every recipe
 function takes overrides of the training arguments (a chapter's budget scales ``epochs``);
 the defaults are the paper's or the book's own settings.
@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -37,10 +36,10 @@ import torch
 from torch import Tensor
 
 from . import data
-from .checks import as_data, check_positive_int
-from .mixture import VMoNF
+from .checks import as_data, check_fields, check_positive_int
+from .mixture import ModelConfig, VMoNF
 from .preprocess import PCAWhitening, dequantize
-from .training import History, fit, fit_many
+from .training import History, TrainConfig, fit, fit_many, gaussian_mixture
 
 __all__ = [
     "Recipe",
@@ -59,31 +58,36 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Recipe:
-    """A VMoNF and how to train it: ``model`` are :class:`~vmonf_mini.VMoNF` arguments, ``fit`` :func:`~vmonf_mini.fit` arguments.
+    """A VMoNF and how to train it: ``model`` a :class:`~vmonf_mini.ModelConfig`, ``fit`` a :class:`~vmonf_mini.TrainConfig`.
 
+    Either may be given as a dict of its fields (checked, and turned into the config).
     ``data`` names the generator in :mod:`vmonf_mini.data` the settings were found on;
     ``labels_per_class`` > 0 marks a semi-supervised recipe (that many labels per class);
     ``chapter`` says where the book explains the choice.
     """
 
     name: str
-    model: Dict[str, Any]
-    fit: Dict[str, Any]
+    model: ModelConfig
+    fit: TrainConfig
     data: str
     chapter: str
     labels_per_class: int = 0
     note: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        for name, cls in (("model", ModelConfig), ("fit", TrainConfig)):
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                check_fields(value, cls, f"{name} settings")
+                object.__setattr__(self, name, cls(**value))
+
     def with_fit(self, **overrides: Any) -> "Recipe":
-        """The same recipe with some :func:`~vmonf_mini.fit` arguments replaced (e.g. ``epochs`` scaled by a budget)."""
-        unknown = sorted(set(overrides) - _FIT_ARGUMENTS)
-        if unknown:
-            raise TypeError(f"{unknown} are not arguments of vmonf_mini.fit")
-        return dataclasses.replace(self, fit={**self.fit, **overrides})
+        """The same recipe with some training settings replaced (e.g. ``epochs`` scaled by a budget)."""
+        return dataclasses.replace(self, fit=self.fit.replace(**overrides))
 
     def build(self, device: Union[None, str, torch.device] = None) -> VMoNF:
         """A fresh, untrained :class:`~vmonf_mini.VMoNF` with this recipe's architecture."""
-        model = VMoNF(**self.model)
+        model = self.model.build()
         return model.to(device) if device is not None else model
 
     def run(
@@ -94,12 +98,22 @@ class Recipe:
         seed: int = 0,
         device: Union[None, str, torch.device] = None,
         progress: bool = False,
+        callback: Optional[Callable[[int, VMoNF], None]] = None,
     ) -> Tuple[VMoNF, History]:
-        """Seed torch with ``seed``, build the model and train it on ``x``; returns ``(model, history)``."""
+        """Seed torch with ``seed``, build the model and train it on ``x``; returns ``(model, history)``.
+
+        ``callback(epoch, model)`` is :func:`~vmonf_mini.fit`'s."""
         torch.manual_seed(seed)
         model = self.build(device)
         history = fit(
-            model, x, labels, seed=seed, device=device, progress=progress, **self.fit
+            model,
+            x,
+            labels,
+            self.fit,
+            seed=seed,
+            device=device,
+            progress=progress,
+            callback=callback,
         )
         return model, history
 
@@ -111,9 +125,11 @@ class Recipe:
         seeds: Sequence[int],
         device: Union[None, str, torch.device] = None,
         progress: bool = False,
+        callback: Optional[Callable[[int, VMoNF], None]] = None,
     ) -> Tuple[List[VMoNF], List[History]]:
         """One run per seed, trained together by :func:`~vmonf_mini.fit_many` (each exactly as
-        :meth:`run` with that seed); ``labels`` one tensor or one per seed."""
+        :meth:`run` with that seed); ``labels`` one tensor or one per seed; ``callback(epoch,
+        model)`` is called for every model after every epoch."""
         models = []
         for seed in seeds:
             torch.manual_seed(seed)
@@ -122,15 +138,13 @@ class Recipe:
             models,
             x,
             labels,
+            self.fit,
             seeds=list(seeds),
             device=device,
             progress=progress,
-            **self.fit,
+            callback=callback,
         )
         return models, histories
-
-
-_FIT_ARGUMENTS = frozenset(inspect.signature(fit).parameters) - {"model", "x", "labels"}
 
 
 def pinwheel_paper(**fit_overrides: Any) -> Recipe:
@@ -266,12 +280,14 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------- images
-#: The PCA dimension, flows, encoder and training of chapter 8's image recipe (the full budget's epochs).
+#: The PCA dimension, flows, encoder and training of chapter 8's image recipe (the full budget's
+#: epochs): ``model`` holds the :class:`~vmonf_mini.ModelConfig` fields other than ``dim`` and
+#: ``k`` (the PCA dimension and the number of clusters), ``fit`` is a :class:`~vmonf_mini.TrainConfig`.
 IMAGE_RECIPE: Dict[str, Any] = dict(
     pca_dim=10,
     gmm_n_init=10,
     model=dict(flow="realnvp", blocks=6, hidden=32, encoder_hidden=(128, 128)),
-    fit=dict(epochs=50, init_epochs=10, batch_size=1024, lr=3e-3),
+    fit=TrainConfig(epochs=50, init_epochs=10, batch_size=1024, lr=3e-3),
 )
 
 
@@ -385,30 +401,27 @@ def cluster_images(
     n_init = check_positive_int(
         IMAGE_RECIPE["gmm_n_init"] if gmm_n_init is None else gmm_n_init, "gmm_n_init"
     )
-    settings = {
-        **IMAGE_RECIPE["fit"],
-        **({} if epochs is None else {"epochs": epochs}),
-        **({} if init_epochs is None else {"init_epochs": init_epochs}),
-    }
-    from sklearn.mixture import GaussianMixture
-
+    lengths = dict(epochs=epochs, init_epochs=init_epochs)
+    settings = IMAGE_RECIPE["fit"].replace(
+        **{name: value for name, value in lengths.items() if value is not None}
+    )
+    architecture = ModelConfig(dim=dim, k=k, **IMAGE_RECIPE["model"])
     xq = dequantize(x, levels=levels, generator=torch.Generator().manual_seed(seed))
     pca = PCAWhitening(dim=dim).fit(xq)
     z = pca.forward(xq)
-    gmm = GaussianMixture(
-        k, covariance_type="full", n_init=n_init, random_state=seed
-    ).fit(z.numpy())
+    # scikit-learn's own regularisation (1e-6), not the estimator's 1e-4
+    gmm = gaussian_mixture(z.numpy(), k, seed, n_init=n_init, reg_covar=1e-6)
     start = gmm.predict(z.numpy())
     torch.manual_seed(seed)
-    model = VMoNF(dim, k, **IMAGE_RECIPE["model"])
+    model = architecture.build()
     history = fit(
         model,
         z.float(),
-        init=start,
+        None,
+        settings.replace(init=start),
         seed=seed,
         device=device,
         progress=progress,
-        **settings,
     )
     with torch.no_grad():
         labels = model.predict(z.float().to(model.prior_logits.device)).cpu().numpy()

@@ -28,8 +28,9 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .flows import batch_statistics
 from .layers import StackedLinear
-from .mixture import VMoNF, built_in_flows
+from .mixture import ModelConfig, VMoNF, built_in_flows
 
 __all__ = ["RunStack", "SingleRun", "first_difference", "first_shared"]
 
@@ -68,7 +69,8 @@ def _structure_difference(models: Sequence[VMoNF]) -> str:
     (types and tensor shapes) or from model 0 (module settings, frozen parameters)."""
     config = {k: v for k, v in models[0].config.items() if k != "custom_components"}
     with torch.device("meta"):  # shapes only; the prior's values do not matter here
-        built = VMoNF(**{**config, "prior": None}).to(models[0].prior_logits.dtype)
+        built = ModelConfig(**{**config, "prior": None}).build()
+        built = built.to(models[0].prior_logits.dtype)
     types = {name: type(m) for name, m in built.named_modules() if name}
     tensors = built.state_dict()
     ref_modules = dict(models[0].named_modules())
@@ -136,8 +138,9 @@ def _state_tensors(module: nn.Module) -> List[Tensor]:
     return [b for name, b in module.named_buffers() if name.endswith(_STATE_SUFFIXES)]
 
 
-class _Runs(nn.Module):
-    """What the training loop needs from R runs (shapes: x ``(R, B, D)`` -> ``(R, B, K)``)."""
+class _ModelStack(nn.Module):
+    """R models as one module: what the training loop needs of them (shapes: x ``(R, B, D)`` ->
+    ``(R, B, K)``). :class:`SingleRun` and :class:`RunStack` are the two kinds."""
 
     runs: int
     k: int
@@ -177,6 +180,25 @@ class _Runs(nn.Module):
             for t, s in zip(_state_tensors(self), saved):
                 t.copy_(s)
 
+    def statistics(self) -> List[Tensor]:
+        """The running statistics a training forward pass changes (what ``snapshot`` copies)."""
+        return _state_tensors(self)
+
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        """Run r's parameters and buffers, as views into the stack."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def run_state(self, r: int) -> List[Tensor]:
+        """A copy of run r's parameters and buffers (``fit_many`` freezes a diverged run so)."""
+        return [t.detach().clone() for t in self._run_tensors(r)]
+
+    @torch.no_grad()
+    def set_run_state(self, r: int, state: List[Tensor]) -> None:
+        """Put back run r's parameters and buffers as ``run_state`` copied them."""
+        for t, saved in zip(self._run_tensors(r), state):
+            t.copy_(saved)
+
     def write_back(self) -> None:
         """Copy the trained state into the models (nothing to do for a single run)."""
 
@@ -184,7 +206,7 @@ class _Runs(nn.Module):
         """Take the models' state back, as a callback left it (nothing to do for a single run)."""
 
 
-class SingleRun(_Runs):
+class SingleRun(_ModelStack):
     """One model seen as a stack of one run: the model itself is trained, nothing is copied."""
 
     def __init__(self, model: VMoNF) -> None:
@@ -199,6 +221,9 @@ class SingleRun(_Runs):
     def logits(self, x: Tensor) -> Tensor:
         return self.model.encoder(x[0]).unsqueeze(0)
 
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        return list(self.model.state_dict(keep_vars=True).values())
+
 
 #: Where run r's copy of a model's tensor lies in a stacked tensor: ``view(r)``, a view of it.
 _View = Callable[[int], Tensor]
@@ -207,7 +232,9 @@ _Link = Tuple[str, Tensor, _View]
 
 
 class _StackedBatchNorm(nn.Module):
-    """R ``nn.BatchNorm1d`` layers (training mode) over ``(R, B, H)``: statistics per run and feature."""
+    """R ``nn.BatchNorm1d`` layers (training mode) over ``(R, B, H)``: statistics per run and
+    feature, computed as :class:`~vmonf_mini.flows.BatchNormFlow` computes them
+    (:func:`~vmonf_mini.flows.batch_statistics`)."""
 
     def __init__(self, norm: nn.BatchNorm1d, runs: int) -> None:
         super().__init__()
@@ -239,15 +266,9 @@ class _StackedBatchNorm(nn.Module):
         ]
 
     def forward(self, h: Tensor) -> Tensor:
-        n = h.shape[1]
-        mean = h.sum(1, keepdim=True) * (1.0 / n)
-        centered = h - mean
-        var = (centered * centered).sum(1, keepdim=True) * (1.0 / n)
-        with (
-            torch.no_grad()
-        ):  # as torch's batch norm: the running variance is the unbiased one
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
+        centered, var = batch_statistics(  # as torch's: an unbiased running variance
+            h, self.running_mean, self.running_var, self.momentum, True
+        )
         self.num_batches_tracked.add_(1)
         return centered * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
@@ -281,7 +302,7 @@ class _StackedEncoder(nn.Module):
         return self.linears[-1](h)
 
 
-class RunStack(_Runs):
+class RunStack(_ModelStack):
     """R models of one architecture (built-in flows) as one module of R*K stacked components.
 
     The models are left untouched until ``write_back()``; ``read_in()`` takes their state
@@ -354,6 +375,9 @@ class RunStack(_Runs):
         for name, _, view in self._links:
             for r, state in enumerate(states):
                 state[name].copy_(view(r))
+
+    def _run_tensors(self, r: int) -> List[Tensor]:
+        return [view(r) for _, _, view in self._links]
 
     def joint(self, x: Tensor) -> Tensor:
         r, b, d = x.shape

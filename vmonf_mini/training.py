@@ -18,12 +18,23 @@ Example:
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -33,14 +44,17 @@ from tqdm.auto import trange
 from .checks import (
     as_data,
     as_labels,
+    check_fields,
     check_number,
     check_positive_int,
     check_temperature,
 )
 from .layers import StackedLinear
-from .mixture import MIN_TEMPERATURE, VMoNF
+from .mixture import VMoNF
 from .objectives import (
+    MIN_TEMPERATURE,
     consistency_kl,
+    floor_temperature,
     labeled_loss,
     soft_target_loss,
     tempered_log_q,
@@ -48,7 +62,17 @@ from .objectives import (
 )
 from .stacking import RunStack, SingleRun, first_difference, first_shared
 
-__all__ = ["ExponentialDecay", "History", "fit", "fit_many", "fit_density"]
+__all__ = [
+    "TrainConfig",
+    "ExponentialDecay",
+    "History",
+    "INIT_METHODS",
+    "fit",
+    "fit_many",
+    "fit_density",
+    "head_start",
+    "gaussian_mixture",
+]
 
 
 @dataclass(frozen=True)
@@ -88,9 +112,16 @@ class History:
 
     ``loss``, ``temperature`` and ``seconds`` have one entry per epoch of the main phase, and
     ``steps`` counts its optimiser steps; ``pretrain_loss`` has one entry per pretraining epoch.
+    ``temperature`` is the temperature the last step of the epoch divided the logits by: the
+    schedule's value, floored at ``min_temperature``.
     ``init_agreement`` is the fraction of points whose prediction (eval mode) matches the
     initial assignment at the end of the ``init`` phase (``None`` without one): well below 1,
     the encoder has not learned the initialisation yet (raise ``init_epochs`` or ``init_lr``).
+    ``converged``: with a ``tol`` (:class:`TrainConfig`), whether the loss settled, which
+    stopped the run (``len(loss)`` epochs ran).
+    ``diverged`` is ``None`` for a run trained to the end; for a run of :func:`fit_many` whose
+    loss became NaN or infinite, where it did (phase, epoch, step, loss): the run was frozen at
+    its last finite step while the other runs went on, and its lists stop there.
     """
 
     loss: List[float] = field(default_factory=list)
@@ -99,42 +130,218 @@ class History:
     pretrain_loss: List[float] = field(default_factory=list)
     steps: int = 0
     init_agreement: Optional[float] = None
+    diverged: Optional[str] = None
+    converged: bool = False
 
 
 Schedule = Union[None, float, Callable[[int], float]]
+
+#: The values of ``init`` (:class:`TrainConfig`) that name a head start; ``None`` is ``"random"``.
+INIT_METHODS = ("random", "kmeans", "gmm")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Mapping):
+    """The settings of a training, validated: what :func:`fit`, :func:`fit_many`, the recipes
+    (:mod:`vmonf_mini.recipes`) and the paper's experiment hold (chapters 4 to 9).
+
+    Every field is checked when the config is made; an error names the field. ``replace``
+    returns a copy with some fields changed (unknown names are refused), and the config is a
+    read-only mapping of its fields too: ``fit(model, x, **config)`` is ``fit(model, x, config)``.
+
+    Args:
+        epochs: passes over the unlabeled points (over the labeled ones when all are labeled).
+        batch_size: points per step, at least 2 (the last, smaller batch of an epoch is kept
+            unless it has one point).
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay (an L2 penalty).
+        temperature: a number, ``None`` (1.0) or a schedule ``step -> T`` (default: the
+            paper's ``exp(-1e-3 t)``, floored at 0.01). It divides the posterior's logits.
+        pretrain_epochs: epochs on the labeled points alone before the main phase.
+        clip_grad_norm: clip the gradients' global norm to this value.
+        objective: ``"elbo"`` (the paper) or ``"exact"``: maximum likelihood of the exact
+            ``log p(x)``, no encoder involved (chapter 9); predict with ``exact=True`` then.
+        consistency: weight of a consistency term ``KL(q(c|x) || q(c|x+noise))`` on the
+            unlabeled points (chapter 9).
+        consistency_noise: standard deviation of that noise, in the units of ``x``.
+        init: the head start, one vocabulary for the whole package: ``None`` or ``"random"``
+            (no head start, the paper), ``"kmeans"`` (scikit-learn's k-means on ``x``, seeded
+            by the run's seed, as scikit-learn's GaussianMixture initialises), ``"gmm"`` (the
+            clusters of a full-covariance Gaussian mixture, the best of 10 starts, seeded by the
+            run's seed; chapter 8) or ``(N,)`` initial assignments in ``0..K-1``. With a head
+            start, ``init_epochs`` epochs first train each component on its assigned points and
+            q(c|x) to predict the assignment (the labeled loss); ``History.init_agreement`` then
+            says how well q(c|x) reproduces it.
+        init_epochs: epochs of that initialisation phase.
+        init_lr: Adam's learning rate in that phase (default ``lr``; the main phase then starts
+            a fresh Adam at ``lr``). A small encoder learns a partition slowly: the paper's
+            three-unit pinwheel encoder learns the k-means partition within 100 epochs at
+            ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
+        min_temperature: the smallest temperature the training divides the logits by (default
+            ``vmonf_mini.mixture.MIN_TEMPERATURE``, 1e-3); ``None`` for none, as the paper
+            (its MNIST run, chapter 8).
+        label_graph: with a handful of labels (chapter 7), the number of neighbours of a
+            k-nearest-neighbour graph of ``x`` along which the labels are propagated
+            (:func:`vmonf_mini.graph.propagate`: scikit-learn's ``LabelPropagation``); ``None``
+            (default) for none, the paper's objective. The ``init`` phase then trains on the
+            propagated labels (unless ``init`` is given), and the main phase runs over every
+            point, adding to its negative ELBO ``label_graph_weight`` times the cross-entropy
+            of q(c|x) against its propagated label (a labeled point's: its label;
+            :func:`~vmonf_mini.objectives.soft_target_loss`), so that the ELBO does not undo
+            the start. (No separate batch of labeled points: a few labels would make a
+            batch of a few points, whose batch-norm statistics spoil the flows.) Needs labels
+            and ``objective="elbo"``.
+        label_graph_weight: the weight of that cross-entropy (0: the propagated start only,
+            then the ELBO over all points, the labeled ones included).
+        tol: stop a run early once its loss has settled: when the mean loss of its last
+            ``max(1, epochs // 10)`` epochs differs from that of as many epochs before by at
+            most ``tol`` (nats per point); ``None`` (default): every epoch runs.
+            ``History.converged`` says whether it did.
+
+    Example:
+        >>> config = TrainConfig(epochs=400, lr=1e-3)
+        >>> config.replace(epochs=2).epochs, config["batch_size"]
+        (2, 128)
+        >>> config.replace(epoch=2)
+        Traceback (most recent call last):
+        ...
+        TypeError: unknown training settings ['epoch']; TrainConfig has epochs, batch_size, lr, weight_decay, temperature, pretrain_epochs, clip_grad_norm, objective, consistency, consistency_noise, init, init_epochs, init_lr, min_temperature, label_graph, label_graph_weight, tol
+    """
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    temperature: Schedule = ExponentialDecay()
+    pretrain_epochs: int = 0
+    clip_grad_norm: Optional[float] = None
+    objective: str = "elbo"
+    consistency: float = 0.0
+    consistency_noise: float = 0.05
+    init: Any = None
+    init_epochs: int = 20
+    init_lr: Optional[float] = None
+    min_temperature: Optional[float] = MIN_TEMPERATURE
+    label_graph: Optional[int] = None
+    label_graph_weight: float = 3.0
+    tol: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        batch_size = check_positive_int(self.batch_size, "batch_size")
+        if batch_size < 2:
+            raise ValueError(
+                "batch_size must be at least 2 (batch norm needs two points)"
+            )
+        pretrain = self.pretrain_epochs
+        if (
+            isinstance(pretrain, (bool, np.bool_))
+            or not isinstance(pretrain, (int, np.integer))
+            or pretrain < 0
+        ):
+            raise ValueError(
+                f"pretrain_epochs must be an integer >= 0, got {pretrain!r}"
+            )
+        if self.objective not in ("elbo", "exact"):
+            raise ValueError(
+                f"objective must be 'elbo' or 'exact', got {self.objective!r}"
+            )
+        if isinstance(self.init, str) and self.init not in INIT_METHODS:
+            raise ValueError(
+                f"init must be None, 'kmeans', 'gmm', 'random' or (N,) assignments, got {self.init!r}"
+            )
+        _schedule(self.temperature)  # refuses what is neither a number nor a schedule
+        graph = self.label_graph
+        if graph is not None:
+            graph = check_positive_int(graph, "label_graph")
+            if self.objective != "elbo":
+                raise ValueError(
+                    "label_graph trains the encoder q(c|x), which objective='exact' does not use: "
+                    "use objective='elbo'"
+                )
+        checked = dict(
+            epochs=check_positive_int(self.epochs, "epochs"),
+            batch_size=batch_size,
+            lr=check_number(self.lr, "lr"),
+            weight_decay=check_number(
+                self.weight_decay, "weight_decay", positive=False
+            ),
+            pretrain_epochs=int(pretrain),
+            clip_grad_norm=check_number(
+                self.clip_grad_norm, "clip_grad_norm", optional=True
+            ),
+            consistency=check_number(self.consistency, "consistency", positive=False),
+            consistency_noise=check_number(
+                self.consistency_noise, "consistency_noise", positive=False
+            ),
+            init_epochs=check_positive_int(self.init_epochs, "init_epochs"),
+            init_lr=check_number(self.init_lr, "init_lr", optional=True),
+            min_temperature=None
+            if self.min_temperature is None
+            else check_temperature(self.min_temperature, "min_temperature"),
+            label_graph=graph,
+            label_graph_weight=check_number(
+                self.label_graph_weight, "label_graph_weight", positive=False
+            ),
+            tol=check_number(self.tol, "tol", positive=False, optional=True),
+        )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` (validated; a name that is not a field is a ``TypeError``)."""
+        check_fields(changes, TrainConfig, "training settings")
+        return dataclasses.replace(self, **changes)
+
+    def temperature_at(self, step: int) -> float:
+        """The temperature step ``step`` (from 1) divides the logits by: the schedule's value,
+        floored at ``min_temperature`` (what :class:`History` records).
+
+        >>> TrainConfig(epochs=1, temperature=1e-5).temperature_at(1)
+        0.001
+        """
+        return floor_temperature(
+            _schedule(self.temperature)(step), self.min_temperature
+        )
+
+    # the read-only mapping of the fields: config["lr"], dict(config), fit(model, x, **config)
+    def __getitem__(self, name: str) -> Any:
+        if name not in _TRAIN_FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_TRAIN_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_TRAIN_FIELDS)
+
+
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def _train_config(
+    config: Optional[TrainConfig], overrides: Dict[str, Any]
+) -> TrainConfig:
+    """``config`` with ``overrides`` (fit's keyword arguments), or a config of the overrides alone."""
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config must be a vmonf_mini.TrainConfig or None, got {type(config).__name__}"
+        )
+    check_fields(overrides, TrainConfig, "training settings")
+    if config is not None:
+        return config.replace(**overrides)
+    if "epochs" not in overrides:
+        raise TypeError("training needs epochs= (or a TrainConfig as config)")
+    return TrainConfig(**overrides)
+
 
 #: Steps of one epoch whose batch-norm statistics a failed step would have corrupted are undone;
 #: the parameters are only ever changed by a step whose loss was finite.
 _ADVICE = "try a lower lr, clip_grad_norm=1.0, standardised x, or a temperature floor"
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """:func:`fit`'s keyword arguments, validated (see :func:`fit` for their meaning)."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    temperature: Callable[[int], float]
-    pretrain_epochs: int
-    device: Optional[torch.device]
-    progress: bool
-    clip_grad_norm: Optional[float]
-    objective: str
-    consistency: float
-    consistency_noise: float
-    callback: Optional[Callable[[int, VMoNF], None]]
-    init: Any
-    init_epochs: int
-    init_lr: Optional[float]
-    min_temperature: Optional[float]
-    label_graph: Optional[int] = None
-    label_graph_weight: float = 3.0
-
-
 @dataclass
-class _Run:
+class _RunData:
     """One training run's own data: its seed, random stream, labeled points and history."""
 
     index: int
@@ -154,34 +361,22 @@ def fit(
     model: VMoNF,
     x: Any,
     labels: Any = None,
+    config: Optional[TrainConfig] = None,
     *,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    temperature: Schedule = ExponentialDecay(),
-    pretrain_epochs: int = 0,
     seed: Optional[int] = None,
     device: Union[None, str, torch.device] = None,
     progress: bool = True,
-    clip_grad_norm: Optional[float] = None,
-    objective: str = "elbo",
-    consistency: float = 0.0,
-    consistency_noise: float = 0.05,
     callback: Optional[Callable[[int, VMoNF], None]] = None,
-    init: Any = None,
-    init_epochs: int = 20,
-    init_lr: Optional[float] = None,
-    min_temperature: Optional[float] = MIN_TEMPERATURE,
-    label_graph: Optional[int] = None,
-    label_graph_weight: float = 3.0,
+    **overrides: Any,
 ) -> History:
     """Train ``model`` on ``x`` with Adam; returns a :class:`History`. The model ends in eval mode.
 
-    Training runs up to three phases, each a number of epochs: ``init`` (when ``init`` is
-    given), ``pretrain`` (when ``pretrain_epochs > 0``) and ``main``.  To train several models
-    of one architecture (seeds, label budgets), :func:`fit_many` trains them together, several
-    times faster.
+    The settings are a :class:`TrainConfig`: ``config``, with any of its fields given as
+    keyword arguments (``overrides``) replacing its own; without ``config``, the keyword
+    arguments alone (``epochs`` at least): ``fit(model, x, epochs=400)``. Training runs up to
+    three phases, each a number of epochs: ``init`` (with a head start), ``pretrain`` (when
+    ``pretrain_epochs > 0``) and ``main``.  To train several models of one architecture
+    (seeds, label budgets), :func:`fit_many` trains them together, several times faster.
 
     Args:
         model: the mixture to train (moved to ``device`` if given).
@@ -190,78 +385,43 @@ def fit(
             their own component's likelihood ``log p(x|y) + log p(y)`` and q(c|x) by
             cross-entropy; each step sees a batch of unlabeled and a batch of labeled points.
             Label at least two points (batch norm needs two), or none.
-        epochs: passes over the unlabeled points (over the labeled ones when all are labeled).
-        batch_size: points per step (the last, smaller batch of an epoch is kept unless it has one point).
-        lr: Adam's learning rate.
-        weight_decay: Adam's weight decay (an L2 penalty).
-        temperature: a number, ``None`` (1.0) or a schedule ``step -> T`` (default: the
-            paper's ``exp(-1e-3 t)``, floored at 0.01). It divides the posterior's logits.
-        pretrain_epochs: epochs on the labeled points alone before the main phase.
-        seed: seeds torch's global generator, the shuffling, the consistency noise and k-means.
+        config: the training's settings (:class:`TrainConfig`).
+        seed: seeds torch's global generator, the shuffling, the consistency noise and the
+            head start (k-means, Gaussian mixture).
         device: where to train; default the model's device. A device that cannot hold data
             (``"meta"``, or CUDA on a machine without it) is refused before the model is touched.
         progress: show a tqdm bar (notebook-aware).
-        clip_grad_norm: clip the gradients' global norm to this value.
-        objective: ``"elbo"`` (the paper) or ``"exact"``: maximum likelihood of the exact
-            ``log p(x)``, no encoder involved (chapter 9); predict with ``exact=True`` then.
-        consistency: weight of a consistency term ``KL(q(c|x) || q(c|x+noise))`` on the
-            unlabeled points (chapter 9).
-        consistency_noise: standard deviation of that noise, in the units of ``x``.
         callback: called as ``callback(epoch, model)`` after every epoch, model in eval mode.
-        init: ``None`` (random, the paper), ``"kmeans"`` (scikit-learn's k-means on ``x``, as
-            scikit-learn's GaussianMixture initialises), or ``(N,)`` initial assignments in
-            ``0..K-1``. Before the main phase, ``init_epochs`` epochs train each component on
-            its assigned points and q(c|x) to predict the assignment (the labeled loss);
-            ``History.init_agreement`` then says how well q(c|x) reproduces it.
-        init_epochs: epochs of that initialisation phase.
-        init_lr: Adam's learning rate in that phase (default ``lr``; the main phase then starts
-            a fresh Adam at ``lr``). A small encoder learns a partition slowly: the paper's
-            three-unit pinwheel encoder learns the k-means partition within 100 epochs at
-            ``init_lr=1e-2``, far more slowly at the paper's 1e-3 (chapter 6).
-        min_temperature: the smallest temperature the training divides the logits by (default
-            ``vmonf_mini.mixture.MIN_TEMPERATURE``, 1e-3); ``None`` for none, as the paper
-            (its MNIST run, chapter 8). The schedule's own value is what ``History`` records.
-        label_graph: with a handful of labels (chapter 7), the number of neighbours of a
-            k-nearest-neighbour graph of ``x`` along which the labels are propagated
-            (:func:`vmonf_mini.graph.propagate`: scikit-learn's ``LabelPropagation``); ``None``
-            (default) for none, the paper's objective. The ``init`` phase then trains on the
-            propagated labels (unless ``init`` is given), and the main phase runs over every
-            point, adding to its negative ELBO ``label_graph_weight`` times the cross-entropy
-            of q(c|x) against its propagated label (a labeled point's: its label;
-            :func:`~vmonf_mini.objectives.soft_target_loss`), so that the ELBO does not undo
-            the start. (No separate batch of labeled points: a few labels would make a
-            batch of a few points, whose batch-norm statistics spoil the flows.) Needs labels
-            and ``objective="elbo"``.
-        label_graph_weight: the weight of that cross-entropy (0: the propagated start only,
-            then the ELBO over all points, the labeled ones included).
+        **overrides: fields of :class:`TrainConfig` (``epochs=``, ``lr=``, ...); an unknown
+            name is a ``TypeError`` that names it, a bad value a ``ValueError``.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite; the message names the phase
             (init, pretrain, main), epoch and step. The model is left in eval mode with the
             parameters and batch-norm statistics of the last finite step.
     """
-    options = {
-        name: value
-        for name, value in locals().items()
-        if name not in ("model", "x", "labels", "seed")
-    }
     if not isinstance(model, VMoNF):
         raise TypeError(f"model must be a VMoNF, got {type(model).__name__}")
     seeds = None if seed is None else [_check_seed(seed, "seed")]
-    settings = _settings(options)
+    run = _RunOptions.checked(device, progress, callback)
+    config = _train_config(config, overrides)
     if seed is not None:
         torch.manual_seed(seed)
-    return _fit_runs([model], x, labels, seeds, settings, max_parallel=1)[0]
+    return _fit_runs([model], x, labels, seeds, config, run, max_parallel=1)[0]
 
 
 def fit_many(
     models: Sequence[VMoNF],
     x: Any,
     labels: Any = None,
+    config: Optional[TrainConfig] = None,
     *,
     seeds: Optional[Sequence[int]] = None,
     max_parallel: Optional[int] = None,
-    **options: Any,
+    device: Union[None, str, torch.device] = None,
+    progress: bool = True,
+    callback: Optional[Callable[[int, VMoNF], None]] = None,
+    **overrides: Any,
 ) -> List[History]:
     """Train R models of one architecture on ``x`` together; returns their R histories in order.
 
@@ -273,6 +433,10 @@ def fit_many(
     Parameters the models froze (``requires_grad=False``) stay as they were, as in :func:`fit`,
     and what a callback changes in a model is what its training goes on from.
 
+    A run whose loss becomes NaN or infinite is frozen at its last finite step (parameters and
+    batch-norm statistics) while the other runs train to the end; its ``History.diverged``
+    says where (phase, epoch, step), and its lists end at its last complete epoch.
+
     Args:
         models: R :class:`VMoNF` of one configuration, dtype and device, each as that
             configuration builds it (no swapped layers), none sharing a module with another,
@@ -283,22 +447,23 @@ def fit_many(
             may label different points, and different numbers of points; ``None`` for a run
             without labels). Runs with as many points and as many labeled points (and all or
             none with an initial assignment) share a pass; other runs are trained in turn.
+        config: the training's settings (:class:`TrainConfig`), as in :func:`fit`; its
+            ``init`` may also be a list of R entries (``None``, a method name or assignments).
         seeds: R integers (default: drawn from torch's global generator). Unlike :func:`fit`,
             torch's global generator is not re-seeded.
         max_parallel: at most this many runs share a pass (default: as many as half the free
             memory of the device holds, by an estimate of a run's parameters, optimizer state and
             activations); more runs are trained in turn.
-        **options: any keyword argument of :func:`fit` except ``seed``. ``init`` may also be a
-            list of R entries (``None``, ``"kmeans"`` or assignments); ``callback(epoch,
-            model)`` is called for every model. ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
+        device: as in :func:`fit`.
+        progress: as in :func:`fit`.
+        callback: ``callback(epoch, model)`` is called for every model after every epoch.
+            ``History.seconds`` holds the wall time of an epoch of all runs that shared a pass.
+        **overrides: fields of :class:`TrainConfig`, as in :func:`fit`.
 
     Raises:
         ValueError: before any model is moved or trained, for models that differ or share a
             module, or a per-run list without one entry per model; the message names the
             argument and the run (``models[1].encoder.0``, ``labels[1]``).
-        FloatingPointError: a loss became NaN or infinite; the message names the run (index
-            and seed), the phase, epoch and step. Every model of that pass is left in eval
-            mode with the state of the last finite step; runs of earlier passes are complete.
 
     Example:
         >>> import vmonf_mini as vm
@@ -325,16 +490,10 @@ def fit_many(
             f"fit_many needs models that share no module or tensor: {shared}; give every "
             "run its own copy (copy.deepcopy)"
         )
-    if "seed" in options:
+    if "seed" in overrides:
         raise TypeError("fit_many takes seeds=[...] (one per model), not seed=")
-    unknown = sorted(set(options) - set(_DEFAULTS) - {"epochs"})
-    if unknown:
-        raise TypeError(
-            f"fit_many got unexpected keyword arguments {unknown}; it takes those of fit"
-        )
-    if "epochs" not in options:
-        raise TypeError("fit_many needs epochs=")
-    settings = _settings({**_DEFAULTS, **options})
+    run = _RunOptions.checked(device, progress, callback)
+    config = _train_config(config, overrides)
     if seeds is not None:
         if (
             isinstance(seeds, (str, bytes))
@@ -347,86 +506,24 @@ def fit_many(
         seeds = [_check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
     if max_parallel is not None:
         max_parallel = check_positive_int(max_parallel, "max_parallel")
-    return _fit_runs(models, x, labels, seeds, settings, max_parallel, per_run=True)
+    return _fit_runs(models, x, labels, seeds, config, run, max_parallel, per_run=True)
 
 
-_DEFAULTS: Dict[str, Any] = {
-    name: p.default
-    for name, p in inspect.signature(fit).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("epochs", "seed")
-}
+@dataclass(frozen=True)
+class _RunOptions:
+    """How a training runs, apart from its settings: device, progress bar, callback."""
 
+    device: Optional[torch.device]
+    progress: bool
+    callback: Optional[Callable[[int, VMoNF], None]]
 
-def _settings(options: Dict[str, Any]) -> _Settings:
-    """Validate :func:`fit`'s keyword arguments; errors name the argument."""
-    batch_size = check_positive_int(options["batch_size"], "batch_size")
-    if batch_size < 2:
-        raise ValueError("batch_size must be at least 2 (batch norm needs two points)")
-    pretrain = options["pretrain_epochs"]
-    if (
-        isinstance(pretrain, bool)
-        or not isinstance(pretrain, (int, np.integer))
-        or pretrain < 0
-    ):
-        raise ValueError(f"pretrain_epochs must be an integer >= 0, got {pretrain!r}")
-    if options["objective"] not in ("elbo", "exact"):
-        raise ValueError(
-            f"objective must be 'elbo' or 'exact', got {options['objective']!r}"
-        )
-    if not isinstance(options["progress"], (bool, np.bool_)):
-        raise TypeError(f"progress must be True or False, got {options['progress']!r}")
-    callback = options["callback"]
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    init = options["init"]
-    if isinstance(init, str) and init != "kmeans":
-        raise ValueError(
-            f"init must be None, 'kmeans' or (N,) assignments, got {init!r}"
-        )
-    return _Settings(
-        epochs=check_positive_int(options["epochs"], "epochs"),
-        batch_size=batch_size,
-        lr=check_number(options["lr"], "lr"),
-        weight_decay=check_number(
-            options["weight_decay"], "weight_decay", positive=False
-        ),
-        temperature=_schedule(options["temperature"]),
-        pretrain_epochs=int(pretrain),
-        device=_device(options["device"]),
-        progress=bool(options["progress"]),
-        clip_grad_norm=check_number(
-            options["clip_grad_norm"], "clip_grad_norm", optional=True
-        ),
-        objective=options["objective"],
-        consistency=check_number(options["consistency"], "consistency", positive=False),
-        consistency_noise=check_number(
-            options["consistency_noise"], "consistency_noise", positive=False
-        ),
-        callback=callback,
-        init=init,
-        init_epochs=check_positive_int(options["init_epochs"], "init_epochs"),
-        init_lr=check_number(options["init_lr"], "init_lr", optional=True),
-        min_temperature=None
-        if options["min_temperature"] is None
-        else check_temperature(options["min_temperature"], "min_temperature"),
-        **_label_graph_settings(options),
-    )
-
-
-def _label_graph_settings(options: Dict[str, Any]) -> Dict[str, Any]:
-    """``label_graph`` (``None`` or a number of neighbours) and its weight, validated."""
-    graph = options["label_graph"]
-    if graph is not None:
-        graph = check_positive_int(graph, "label_graph")
-        if options["objective"] != "elbo":
-            raise ValueError(
-                "label_graph trains the encoder q(c|x), which objective='exact' does not use: "
-                "use objective='elbo'"
-            )
-    weight = check_number(
-        options["label_graph_weight"], "label_graph_weight", positive=False
-    )
-    return dict(label_graph=graph, label_graph_weight=weight)
+    @staticmethod
+    def checked(device: Any, progress: Any, callback: Any) -> "_RunOptions":
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        return _RunOptions(_device(device), bool(progress), callback)
 
 
 def _device(device: Any) -> Optional[torch.device]:
@@ -487,47 +584,55 @@ def _fit_runs(
     x: Any,
     labels: Any,
     seeds: Optional[List[int]],
-    s: _Settings,
+    config: TrainConfig,
+    options: _RunOptions,
     max_parallel: Optional[int],
     per_run: bool = False,
+    checked: bool = False,
 ) -> List[History]:
     """Validate everything, then move the models and train them in passes of runs alike.
 
     ``per_run``: ``x``, ``labels`` and ``init`` may be lists of one entry per model (fit_many).
+    ``checked``: the caller (the estimator, a public entry) has already checked ``x`` and
+    ``labels``: ``x`` is a tensor in the models' dtype, ``labels`` ``None`` or a tensor of
+    ``-1`` and ``0..K-1``, ``init`` ``None``, a method name or checked assignments.
     """
-    problem = first_difference(models, compare_device=s.device is None)
+    problem = first_difference(models, compare_device=options.device is None)
     if problem:
         raise ValueError(f"fit_many needs models of one architecture: {problem}")
     ref = models[0].prior_logits
-    r = len(models)
+    r, k = len(models), models[0].k
     one = lambda v, runs, name: ([v] * runs, [name] * runs)  # noqa: E731
     split = _per_run if per_run else one
     (datasets, x_names), (labels, label_names), (inits, init_names) = (
         split(x, r, "x"),
         split(labels, r, "labels"),
-        split(s.init, r, "init"),
+        split(config.init, r, "init"),
     )
     shared = datasets[0] is x
     points = [
-        as_data(d, models[0].dim, name, dtype=ref.dtype).detach()
+        d.detach()
+        if checked
+        else as_data(d, models[0].dim, name, dtype=ref.dtype).detach()
         for d, name in zip(datasets[:1] if shared else datasets, x_names)
     ]  # .detach(): a graph on x is not trained
     points = points * r if shared else points
+    if not checked:
+        labels = [
+            None if y is None else as_labels(y, data.shape[0], k, name).cpu()
+            for y, data, name in zip(labels, points, label_names)
+        ]
+        inits = [
+            _checked_init(init, data.shape[0], k, name)
+            for init, data, name in zip(inits, points, init_names)
+        ]
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
     runs = [
-        _new_run(
-            i,
-            seeds[i],
-            (labels[i], label_names[i]),
-            (inits[i], init_names[i]),
-            data,
-            models[0].k,
-            s,
-        )
+        _new_run(i, seeds[i], labels[i], label_names[i], inits[i], data, k, config)
         for i, data in enumerate(points)
     ]
-    device = s.device or ref.device
+    device = options.device or ref.device
     for model in models:
         model.to(device)
     # runs alike: as many points, as many of them labeled, all or none with an init phase
@@ -535,7 +640,7 @@ def _fit_runs(
     for i, run in enumerate(runs):
         alike = (run.x.shape[0], run.labeled.numel(), run.init is not None)
         groups.setdefault(alike, []).append(i)
-    width = max_parallel or _runs_that_fit(models[0], s, device)
+    width = max_parallel or _runs_that_fit(models[0], config, device)
     if models[0].config[
         "custom_components"
     ]:  # flows of unknown structure cannot be stacked
@@ -544,27 +649,43 @@ def _fit_runs(
         for start in range(0, len(members), width):
             chosen = members[start : start + width]
             _Loop(
-                [models[i] for i in chosen], [runs[i] for i in chosen], device, s
+                [models[i] for i in chosen],
+                [runs[i] for i in chosen],
+                device,
+                config,
+                options,
+                freeze_diverged=per_run,
             ).train()
     return [run.history for run in runs]
+
+
+def _checked_init(init: Any, n: int, k: int, name: str) -> Any:
+    """``None`` (no head start), a method of :data:`INIT_METHODS`, or checked assignments (CPU)."""
+    if init is None or (isinstance(init, str) and init == "random"):
+        return None
+    if isinstance(init, str):
+        if init not in INIT_METHODS:
+            raise ValueError(
+                f"{name} must be None, 'kmeans', 'gmm', 'random' or (N,) assignments, got {init!r}"
+            )
+        return init
+    return as_labels(init, n, k, name, allow_unlabeled=False).cpu()
 
 
 def _new_run(
     index: int,
     seed: int,
-    labels: Tuple[Any, str],
-    init: Tuple[Any, str],
+    y: Optional[Tensor],
+    label_name: str,
+    init: Any,
     x: Tensor,
     k: int,
-    s: _Settings,
-) -> _Run:
-    """Run ``index``: ``labels`` and ``init`` are its value and the name its errors give it."""
-    (labels, label_name), n = labels, x.shape[0]
-    y = (
-        torch.full((n,), -1, dtype=torch.long)
-        if labels is None
-        else as_labels(labels, n, k, label_name).cpu()
-    )
+    config: TrainConfig,
+) -> _RunData:
+    """Run ``index`` from checked inputs: labels ``y`` (``None``: none; ``label_name`` in its
+    errors), ``init`` (``None``, a method name or assignments) and data ``x``."""
+    n = x.shape[0]
+    y = torch.full((n,), -1, dtype=torch.long) if y is None else y.cpu()
     labeled = (y >= 0).nonzero(as_tuple=True)[0]
     unlabeled = (y < 0).nonzero(as_tuple=True)[0]
     where = f" (run {index})" if index else ""
@@ -572,7 +693,7 @@ def _new_run(
         raise ValueError(
             f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
         )
-    if s.pretrain_epochs and labeled.numel() < 2:
+    if config.pretrain_epochs and labeled.numel() < 2:
         raise ValueError(
             f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
         )
@@ -581,7 +702,7 @@ def _new_run(
             f"x needs at least two points to train on (batch norm needs two){where}"
         )
     soft = None
-    if s.label_graph is not None:
+    if config.label_graph is not None:
         if labeled.numel() == 0:
             raise ValueError(
                 f"label_graph propagates labels, but {label_name} mark no point: "
@@ -590,13 +711,13 @@ def _new_run(
         from .graph import propagate
 
         probs = propagate(
-            x.detach().cpu().double().numpy(), y.numpy(), k, s.label_graph
+            x.detach().cpu().double().numpy(), y.numpy(), k, config.label_graph
         )
         propagated = torch.as_tensor(probs).argmax(1)
         soft = torch.nn.functional.one_hot(propagated, k).to(x.dtype)
-        if init[0] is None:
-            init = (propagated, init[1])
-    return _Run(
+        if init is None:
+            init = propagated
+    return _RunData(
         index=index,
         seed=seed,
         generator=torch.Generator().manual_seed(seed),
@@ -604,12 +725,12 @@ def _new_run(
         labeled=labeled,
         targets=y[labeled],
         unlabeled=unlabeled,
-        init=_initial_assignment(*init, x, k, seed),
+        init=head_start(init, x, k, seed),
         soft=soft,
     )
 
 
-def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
+def _runs_that_fit(model: VMoNF, config: TrainConfig, device: torch.device) -> int:
     """How many runs of ``model`` half of the device's free memory holds, by a rough estimate.
 
     A run needs its parameters four times (the stack's copy, gradients, Adam's two moments) and
@@ -623,7 +744,7 @@ def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
         if isinstance(m, (StackedLinear, nn.Linear))
     )
     per_run = model.prior_logits.element_size() * (
-        4 * params + 3 * 4 * s.batch_size * outputs
+        4 * params + 3 * 4 * config.batch_size * outputs
     )
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
@@ -635,13 +756,31 @@ def _runs_that_fit(model: VMoNF, s: _Settings, device: torch.device) -> int:
     return max(1, int(0.5 * free // max(per_run, 1)))
 
 
+class _AllFrozen(Exception):
+    """Every run of a pass has diverged: nothing is left to train."""
+
+
 class _Loop:
-    """The one training loop: every phase, for one run or many (a :class:`SingleRun` or :class:`RunStack`)."""
+    """The one training loop: every phase, for one run or many (a :class:`SingleRun` or :class:`RunStack`).
+
+    ``freeze_diverged`` (fit_many): a run whose loss becomes non-finite is frozen at its last
+    finite step and the others go on; otherwise (fit) a ``FloatingPointError`` ends training.
+    """
 
     def __init__(
-        self, models: List[VMoNF], runs: List[_Run], device: torch.device, s: _Settings
+        self,
+        models: List[VMoNF],
+        runs: List[_RunData],
+        device: torch.device,
+        config: TrainConfig,
+        options: _RunOptions,
+        freeze_diverged: bool = False,
     ) -> None:
-        self.models, self.runs, self.s = models, runs, s
+        self.models, self.runs = models, runs
+        self.config, self.options = config, options
+        self.freeze_diverged = freeze_diverged
+        #: run index -> its parameters and statistics at its last finite step
+        self.frozen: Dict[int, List[Tensor]] = {}
         first = runs[0].x
         if all(run.x is first for run in runs):  # one data set for all: a view, no copy
             self.x = first.to(device).expand(len(runs), *first.shape)
@@ -661,21 +800,23 @@ class _Loop:
             else torch.stack([run.soft for run in runs]).to(self.x)
         )
         self.optimizer = self._adam(
-            s.init_lr if self.with_init and s.init_lr is not None else s.lr
+            config.init_lr
+            if self.with_init and config.init_lr is not None
+            else config.lr
         )
         self.steps = 0
         self.label = "" if len(runs) == 1 else f" ({len(runs)} runs)"
 
     def _adam(self, lr: float) -> torch.optim.Optimizer:
-        return _adam(list(self.stack.parameters()), lr, self.s.weight_decay)
+        return _adam(list(self.stack.parameters()), lr, self.config.weight_decay)
 
     def train(self) -> None:
-        s, stack = self.s, self.stack
+        config, stack = self.config, self.stack
         stack.train()
         try:
             if self.with_init:
                 every = torch.arange(self.x.shape[1])
-                for epoch in self._epochs("init", s.init_epochs):
+                for epoch in self._epochs("init", config.init_epochs):
                     self._supervised_epoch(
                         "init",
                         epoch,
@@ -684,19 +825,20 @@ class _Loop:
                     )
                 self._record_agreement()
                 if (
-                    s.init_lr is not None
+                    config.init_lr is not None
                 ):  # the later phases train at lr, with Adam's moments started afresh
-                    self.optimizer = self._adam(s.lr)
-            for epoch in self._epochs("pretrain", s.pretrain_epochs):
+                    self.optimizer = self._adam(config.lr)
+            for epoch in self._epochs("pretrain", config.pretrain_epochs):
                 means = self._supervised_epoch(
                     "pretrain",
                     epoch,
                     [r.labeled for r in self.runs],
                     [r.targets for r in self.runs],
                 )
-                for run, mean in zip(self.runs, means):
-                    run.history.pretrain_loss.append(mean)
-            bar = self._epochs("main", s.epochs)
+                for r, (run, mean) in enumerate(zip(self.runs, means)):
+                    if r not in self.frozen:
+                        run.history.pretrain_loss.append(mean)
+            bar = self._epochs("main", config.epochs)
             for epoch in bar:
                 start = time.perf_counter()
                 if self.runs[0].unlabeled.numel():
@@ -709,33 +851,48 @@ class _Loop:
                         [r.targets for r in self.runs],
                     )
                 seconds, temperature = time.perf_counter() - start, self._temperature()
-                for run, mean in zip(self.runs, means):
-                    run.history.loss.append(mean)
-                    run.history.temperature.append(temperature)
-                    run.history.seconds.append(seconds)
-                    run.history.steps = self.steps
-                if s.progress:
-                    bar.set_postfix(
-                        loss=f"{sum(means) / len(means):.3f}", T=f"{temperature:.3f}"
-                    )
-                if s.callback is not None:
+                active = [r for r in range(len(self.runs)) if r not in self.frozen]
+                for r in active:
+                    history = self.runs[r].history
+                    history.loss.append(means[r])
+                    history.temperature.append(temperature)
+                    history.seconds.append(seconds)
+                    history.steps = self.steps
+                if self.options.progress:
+                    mean = sum(means[r] for r in active) / len(active)
+                    bar.set_postfix(loss=f"{mean:.3f}", T=f"{temperature:.3f}")
+                if self.options.callback is not None:
                     self._call_back(epoch)
+                if config.tol is not None and self._stop_settled_runs(active):
+                    break
+        except _AllFrozen:
+            pass
         finally:
             stack.write_back()
             for model in self.models:
                 model.eval()
+
+    def _stop_settled_runs(self, active: List[int]) -> bool:
+        """Freeze the runs whose loss has settled (``tol``); True when no run is left to train."""
+        window = max(1, self.config.epochs // 10)
+        for r in active:
+            history = self.runs[r].history
+            if _settled(history.loss, window, self.config.tol):
+                history.converged = True
+                self.frozen[r] = self.stack.run_state(r)
+        return len(self.frozen) == len(self.runs)
 
     def _epochs(self, phase: str, count: int) -> Any:
         return trange(
             1,
             count + 1,
             desc=phase + self.label,
-            disable=not self.s.progress or not count,
+            disable=not self.options.progress or not count,
         )
 
     def _temperature(self) -> float:
-        """The schedule's temperature at the current step (floored at ``min_temperature`` where it divides)."""
-        return self.s.temperature(max(self.steps, 1))
+        """The temperature of the current step: what divides the logits and what History records."""
+        return self.config.temperature_at(max(self.steps, 1))
 
     def _batches(self, index_sets: List[Tensor]) -> List[Tensor]:
         """One epoch's batches, ``(R, B)`` indices into x: each run shuffles its own set."""
@@ -745,7 +902,7 @@ class _Loop:
                 for idx, r in zip(index_sets, self.runs)
             ]
         )
-        parts = list(order.to(self.x.device).split(self.s.batch_size, dim=1))
+        parts = list(order.to(self.x.device).split(self.config.batch_size, dim=1))
         if (
             len(parts) > 1 and parts[-1].shape[1] < 2
         ):  # batch norm cannot use a batch of one
@@ -784,8 +941,6 @@ class _Loop:
         for i, idx in enumerate(batches, 1):
             self.steps += 1
             temperature = self._temperature()
-            if self.s.min_temperature is not None:
-                temperature = max(temperature, self.s.min_temperature)
             for r, value in enumerate(
                 self._step(
                     lambda idx=idx, t=temperature: self._main_loss(idx, t),
@@ -799,14 +954,14 @@ class _Loop:
 
     def _main_loss(self, idx: Tensor, temperature: float) -> Tensor:
         """Per run: the unlabeled loss, the consistency term, and a batch of labeled points."""
-        s, x = self.s, self.x[self.rows, idx]
-        logits = None if s.objective == "exact" else self.stack.logits(x)
+        config, x = self.config, self.x[self.rows, idx]
+        logits = None if config.objective == "exact" else self.stack.logits(x)
         log_q = None if logits is None else tempered_log_q(logits, temperature)
-        loss = unlabeled_loss(self.stack.joint(x), log_q, s.objective).mean(1)
-        if self.soft is not None and s.label_graph_weight:  # q(c|x) kept near them
+        loss = unlabeled_loss(self.stack.joint(x), log_q, config.objective).mean(1)
+        if self.soft is not None and config.label_graph_weight:  # q(c|x) kept near them
             ce = soft_target_loss(logits, self.soft[self.rows, idx])
-            loss = loss + s.label_graph_weight * ce.mean(1)
-        if s.consistency:
+            loss = loss + config.label_graph_weight * ce.mean(1)
+        if config.consistency:
             with torch.no_grad():
                 target = tempered_log_q(self.stack.logits(x), temperature)
             noise = torch.stack(
@@ -816,13 +971,15 @@ class _Loop:
                 ]
             )
             perturbed = tempered_log_q(
-                self.stack.logits(x + s.consistency_noise * noise.to(x.device)),
+                self.stack.logits(x + config.consistency_noise * noise.to(x.device)),
                 temperature,
             )
-            loss = loss + s.consistency * consistency_kl(target, perturbed).mean(1)
+            loss = loss + config.consistency * consistency_kl(target, perturbed).mean(1)
         if self.runs[0].labeled.numel() >= 2 and self.soft is None:
             draws = [
-                torch.randperm(r.labeled.numel(), generator=r.generator)[: s.batch_size]
+                torch.randperm(r.labeled.numel(), generator=r.generator)[
+                    : config.batch_size
+                ]
                 for r in self.runs
             ]
             picks = torch.stack([r.labeled[d] for r, d in zip(self.runs, draws)]).to(
@@ -836,32 +993,52 @@ class _Loop:
 
     def _labeled(self, idx: Tensor, targets: Tensor) -> Tensor:
         x = self.x[self.rows, idx]
-        logits = None if self.s.objective == "exact" else self.stack.logits(x)
-        return labeled_loss(self.stack.joint(x), logits, targets, self.s.objective)
+        logits = None if self.config.objective == "exact" else self.stack.logits(x)
+        return labeled_loss(self.stack.joint(x), logits, targets, self.config.objective)
 
     def _step(
         self, loss_of_runs: Callable[[], Tensor], phase: str, epoch: int, index: int
     ) -> List[float]:
-        """One optimizer step on every run; a non-finite loss undoes the step's batch-norm updates."""
+        """One optimizer step on every run not frozen; a non-finite loss undoes the step's
+        batch-norm updates and raises (fit) or freezes the run (fit_many)."""
         saved = self.stack.snapshot()
         try:
             losses = loss_of_runs()
             values = losses.detach().tolist()
-            for run, value in zip(self.runs, values):
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"non-finite loss ({value}) in run {run.index} (seed {run.seed}), {phase} phase, "
-                        f"epoch {epoch}, step {index}: {_ADVICE}"
-                    )
+            for r, (run, value) in enumerate(zip(self.runs, values)):
+                if not math.isfinite(value) and r not in self.frozen:
+                    where = f"{phase} phase, epoch {epoch}, step {index}"
+                    if not self.freeze_diverged:
+                        raise FloatingPointError(
+                            f"non-finite loss ({value}) in run {run.index} (seed {run.seed}), "
+                            f"{where}: {_ADVICE}"
+                        )
+                    self._freeze(r, saved, f"non-finite loss ({value}) in the {where}")
+            if self.frozen:  # their losses play no part in the step
+                active = [r not in self.frozen for r in range(len(self.runs))]
+                keep = torch.tensor(active, device=losses.device)
+                losses = torch.where(keep, losses, torch.zeros_like(losses))
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
-            if self.s.clip_grad_norm is not None:
-                self._clip(self.s.clip_grad_norm)
+            if self.config.clip_grad_norm is not None:
+                self._clip(self.config.clip_grad_norm)
             self.optimizer.step()
+            for r, state in self.frozen.items():  # frozen runs stay as they were
+                self.stack.set_run_state(r, state)
         except BaseException:
             self.stack.restore(saved)
             raise
         return values
+
+    def _freeze(self, r: int, saved: List[Tensor], message: str) -> None:
+        """Freeze run ``r`` at its state before this step; the others keep this step's statistics."""
+        self.runs[r].history.diverged = message
+        after = [t.clone() for t in self.stack.statistics()]
+        self.stack.restore(saved)
+        self.frozen[r] = self.stack.run_state(r)
+        if len(self.frozen) == len(self.runs):
+            raise _AllFrozen
+        self.stack.restore(after)
 
     @torch.no_grad()
     def _clip(self, max_norm: float) -> None:
@@ -879,7 +1056,7 @@ class _Loop:
         for model, run, x in zip(self.models, self.runs, self.x):
             assign = run.init.to(x.device)
             run.history.init_agreement = _agreement(
-                model, x, assign, exact=self.s.objective == "exact"
+                model, x, assign, exact=self.config.objective == "exact"
             )
         self.stack.train()
 
@@ -889,9 +1066,21 @@ class _Loop:
         for model in self.models:
             model.eval()
             with torch.no_grad():
-                self.s.callback(epoch, model)
+                self.options.callback(epoch, model)
         self.stack.read_in()
         self.stack.train()
+
+
+def _settled(loss: Sequence[float], window: int, tol: float) -> bool:
+    """Whether the mean of the last ``window`` losses is within ``tol`` of the ``window`` before.
+
+    >>> _settled([3.0, 2.0, 1.5, 1.49], 1, 0.05), _settled([3.0, 2.0, 1.5, 1.49], 2, 0.05)
+    (True, False)
+    """
+    if len(loss) < 2 * window:
+        return False
+    last, before = np.mean(loss[-window:]), np.mean(loss[-2 * window : -window])
+    return bool(abs(last - before) <= tol)
 
 
 def _adam(params: List[Tensor], lr: float, weight_decay: float) -> torch.optim.Adam:
@@ -914,23 +1103,58 @@ def _agreement(
     return hits / x.shape[0]
 
 
-def _initial_assignment(
-    init: Any, name: str, x: Tensor, k: int, seed: Optional[int]
-) -> Optional[Tensor]:
-    """``None``, or initial cluster indices ``(N,)`` on the CPU; errors call ``init`` ``name``."""
-    if init is None:
+def head_start(init: Any, x: Tensor, k: int, seed: Optional[int]) -> Optional[Tensor]:
+    """The initial assignment ``(N,)`` (CPU) of ``x``'s points to ``k`` components that a run
+    first learns, or ``None`` for no head start: the one place that computes ``init``
+    (:class:`TrainConfig`; the estimator and :func:`~vmonf_mini.recipes.cluster_images` call it).
+
+    ``init``: ``None`` or ``"random"`` (none), ``"kmeans"`` (scikit-learn's k-means, 10
+    starts, chapter 6), ``"gmm"`` (:func:`gaussian_mixture`'s clusters, chapter 8), or
+    assignments (returned as they are: the caller checked them). ``seed`` seeds the method.
+
+    >>> import torch
+    >>> x = torch.cat([torch.zeros(5, 2), torch.ones(5, 2)]) + 0.01 * torch.randn(10, 2)
+    >>> head_start("kmeans", x, 2, seed=0).bincount().tolist()
+    [5, 5]
+    """
+    if init is None or (isinstance(init, str) and init == "random"):
         return None
-    if isinstance(init, str):
-        if init != "kmeans":
-            raise ValueError(
-                f"{name} must be None, 'kmeans' or (N,) assignments, got {init!r}"
-            )
+    if not isinstance(init, str):
+        return torch.as_tensor(init, dtype=torch.long).cpu()
+    points = x.detach().cpu().double().numpy()
+    if init == "gmm":
+        assign = gaussian_mixture(points, k, seed).predict(points)
+    else:
         from sklearn.cluster import KMeans
 
-        points = x.detach().cpu().double().numpy()
         assign = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
-        return torch.as_tensor(assign, dtype=torch.long)
-    return as_labels(init, x.shape[0], k, name, allow_unlabeled=False).cpu()
+    return torch.as_tensor(assign, dtype=torch.long)
+
+
+def gaussian_mixture(
+    points: np.ndarray,
+    k: int,
+    seed: Optional[int],
+    n_init: int = 10,
+    reg_covar: float = 1e-4,
+) -> Any:
+    """scikit-learn's full-covariance ``GaussianMixture`` of ``k`` components fitted to
+    ``points``, the best of ``n_init`` starts by likelihood: the ``"gmm"`` head start.
+
+    >>> import numpy as np
+    >>> gaussian_mixture(np.random.default_rng(0).normal(size=(50, 2)), 2, seed=0).n_init
+    10
+    """
+    from sklearn.mixture import GaussianMixture
+
+    gmm = GaussianMixture(
+        n_components=k,
+        covariance_type="full",
+        n_init=n_init,
+        reg_covar=reg_covar,
+        random_state=seed,
+    )
+    return gmm.fit(points)
 
 
 def _schedule(temperature: Schedule) -> Callable[[int], float]:
