@@ -128,3 +128,55 @@ def test_each_variant_record_has_the_codes_configuration_and_a_full_log(path):
     (run,) = record["results"]["runs"]
     assert run["steps"] == 25_600
     assert all(len(v) == expected.epochs for v in run["per_epoch"].values())
+
+
+def _variant_record(folder, name, seed, acc):
+    """A record as ``make record`` writes one per seed (a tiny run's numbers, made up here)."""
+    run = dict.fromkeys(vm.experiments.SUMMARY_KEYS, acc)
+    run["seed"] = seed
+    return vm.records.write_record(
+        folder,
+        f"mnist_{name}_seed{seed}",
+        {"runs": [run]},
+        replace(paper_variant(name), seeds=(seed,)).as_dict(),
+        {},
+        command="test",
+        seeds=[seed],
+        wall_seconds=1.0,
+    )
+
+
+def test_variant_records_are_read_in_the_variants_seed_order_and_summarised(tmp_path):
+    for seed, acc in [(2, 0.9), (0, 0.2)]:  # seed 1 not recorded
+        _variant_record(tmp_path, "paper", seed, acc)
+    _variant_record(tmp_path, "raw", 0, 0.5)
+    records = vm.experiments.variant_records("paper", folders=[tmp_path])
+    assert [r["results"]["runs"][0]["seed"] for r in records] == [0, 2]
+    summary = vm.experiments.variant_summary(records)
+    assert summary["acc"] == dict(median=0.55, min=0.2, max=0.9, seeds=2)
+    assert vm.experiments.variant_records("paper_floor", folders=[tmp_path]) == []
+    with pytest.raises(ValueError, match="at least one record"):
+        vm.experiments.variant_summary([])
+    with pytest.raises(ValueError, match="variant"):
+        vm.experiments.variant_records("nope", folders=[tmp_path])
+
+
+def test_records_box_names_every_record_and_refuses_one_without_provenance(tmp_path):
+    paths = [_variant_record(tmp_path, "paper", seed, 0.5) for seed in (0, 1)]
+    records = [read_record(p) for p in paths]
+    box = vm.record_html.records_box(records, "<p>body</p>")
+    assert "2 recorded runs, not this build" in box
+    assert all(f"mnist_paper_seed{s}.json" in box for s in (0, 1))
+    del records[1]["provenance"]["commit"]
+    with pytest.raises(ValueError, match="provenance"):
+        vm.record_html.records_box(records, "")
+
+
+def test_the_published_table_in_matched_order_gives_the_published_accuracy():
+    table1 = vm.experiments.PAPER_TABLE1
+    table = torch.tensor(table1["table"])[:, table1["order"]]
+    assert torch.allclose(table.sum(1), torch.ones(5), atol=0.011)
+    # each digit's matched cluster on the diagonal, weighted by the thesis's row totals
+    rows = torch.tensor([4987, 5609, 4987, 5135, 4878], dtype=torch.float64)
+    acc = float((table.diagonal().double() * rows).sum() / rows.sum())
+    assert abs(acc - table1["acc"]) < 0.005
