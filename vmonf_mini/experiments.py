@@ -31,6 +31,7 @@ from .metrics import ari, cluster_accuracy, match_clusters, nmi
 from .mixture import ModelConfig, VMoNF
 from .objectives import tempered_log_q, unlabeled_loss
 from .preprocess import LogitTransform, dequantize
+from .presentation import median_range
 from .records import PathLike, find_record
 from .training import ExponentialDecay, History, TrainConfig, fit_many
 
@@ -50,6 +51,8 @@ __all__ = [
     "PAPER_TABLE1",
     "variant_records",
     "variant_summary",
+    "variant_table",
+    "VARIANT_TABLE_HEADER",
     "SUMMARY_KEYS",
     "PaperResult",
     "paper_mnist",
@@ -502,3 +505,43 @@ def variant_summary(
             seeds=len(values),
         )
     return summary
+
+
+#: The columns of :func:`variant_table`, one per entry of :data:`SUMMARY_KEYS` after the name and
+#: the number of seeds.
+VARIANT_TABLE_HEADER = (
+    "variant",
+    "seeds",
+    "matched acc.",
+    "NMI",
+    "ARI",
+    "clusters in use",
+    "held-out acc.",
+    "test acc.",
+)
+
+
+def variant_table(
+    runs_by_name: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> List[List[Any]]:
+    """Chapter 8's table of recorded runs, under :data:`VARIANT_TABLE_HEADER`: the published
+    Table 1 first, then a row per name with the median [range] over its runs of each of
+    :data:`SUMMARY_KEYS` ("–" for a key its runs lack: the held-out accuracy of a run that held
+    nothing out).
+
+    >>> run = dict.fromkeys(SUMMARY_KEYS, 0.5) | {"clusters_in_use": 5}
+    >>> variant_table({"paper": [run, run]})[1]
+    ['paper', 2, '0.500 [0.500, 0.500]', '0.500 [0.500, 0.500]', '0.500 [0.500, 0.500]', '5 [5, 5]', '0.500 [0.500, 0.500]', '0.500 [0.500, 0.500]']
+    """
+    published = [f"{PAPER_TABLE1[key]:.3f}" for key in ("acc", "nmi", "ari")]
+    rows: List[List[Any]] = [["published: paper, Table 1", 1, *published, 5, "–", "–"]]
+    for name, runs in runs_by_name.items():
+        cells = [
+            median_range(
+                [run[key] for run in runs if key in run],
+                0 if key == "clusters_in_use" else 3,
+            )
+            for key in SUMMARY_KEYS
+        ]
+        rows.append([name, len(runs), *cells])
+    return rows

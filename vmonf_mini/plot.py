@@ -51,6 +51,7 @@ __all__ = [
     "contingency_heatmap",
     "training_curves",
     "epoch_curves",
+    "contingency_panels",
     "EPOCH_CURVE_LABELS",
     "image_rows",
     "density_grid",
@@ -535,5 +536,26 @@ def epoch_curves(
         ax.set_xlabel("training step")
         ax.set_title(EPOCH_CURVE_LABELS.get(key, key), fontsize=9)
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def contingency_panels(
+    panels: Mapping[str, Tuple[Any, Sequence[Any]]], rows: Sequence[Any] = range(5)
+) -> Figure:
+    """Several :func:`contingency_heatmap` side by side: ``panels`` maps each title to a
+    ``(table, col_labels)`` pair, rows labelled ``rows`` (chapter 8: the published Table 1
+    beside the recorded runs').
+
+    >>> import numpy as np
+    >>> fig = contingency_panels({"a": (np.eye(2), [0, 1]), "b": (np.eye(2), [1, 0])}, rows=[0, 1])
+    >>> len(fig.axes)
+    2
+    """
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False
+    )
+    for ax, (title, (table, col_labels)) in zip(axes[0], panels.items()):
+        contingency_heatmap(np.asarray(table), rows, ax, title, col_labels)
     fig.tight_layout()
     return fig
