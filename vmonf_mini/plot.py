@@ -66,11 +66,11 @@ def _hex(code: str) -> Tuple[float, float, float]:
     return tuple(int(code[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-#: The book's one categorical palette, safe for colour-blind readers: the eight colours of
-#: Okabe and Ito ("Color Universal Design", 2008; blue, orange, bluish green, vermillion,
-#: reddish purple, sky blue, yellow, black), then Paul Tol's wine and olive. Class, component
-#: and seed ``i`` take ``PALETTE[i]``; importing this module also makes it matplotlib's colour
-#: cycle (``C0``, ``C1``... and the default line colours).
+#: The book's one categorical palette, which colour-blind readers can tell apart. It holds the
+#: eight colours of Okabe and Ito ("Color Universal Design", 2008; blue, orange, bluish green,
+#: vermillion, reddish purple, sky blue, yellow, black), then Paul Tol's wine and olive. Class,
+#: component and seed ``i`` take ``PALETTE[i]``. Importing this module also makes it
+#: matplotlib's colour cycle (``C0``, ``C1``... and the default line colours).
 PALETTE: Tuple[Tuple[float, float, float], ...] = tuple(
     _hex(code)
     for code in (
