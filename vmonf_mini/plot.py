@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
 from typing import (
     Any,
@@ -31,6 +32,7 @@ from typing import (
     Union,
 )
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -127,9 +129,10 @@ def figure_alt_text(fig: Figure) -> str:
 def _describe_inline_figures() -> None:
     """Wrap IPython's PNG formatter for figures so that each PNG carries its alt text.
 
-    The inline backend registers its formatter only when the first figure is made, so the
-    wrapping is done (again, if needed) after every cell, before the backend shows the cell's
-    figures."""
+    The inline backend registers its formatter when its module is first imported, which pyplot
+    does only when the first figure is made: import it now, so that a figure shown by
+    ``plt.show()`` in the next cell carries its text too; and wrap again after every cell if the
+    formatter was replaced (``%matplotlib inline``, ``%config InlineBackend``)."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with every notebook
@@ -138,6 +141,11 @@ def _describe_inline_figures() -> None:
     if shell is None or getattr(shell, "_vmonf_alt_text_hook", False):
         return
     shell._vmonf_alt_text_hook = True
+    try:
+        if "inline" in str(matplotlib.get_backend()):
+            importlib.import_module("matplotlib_inline.backend_inline")
+    except Exception:  # another backend, or none: the formatter is wrapped after the cell
+        pass
     shell.events.register("post_execute", lambda: _wrap_png_formatter(shell))
     _wrap_png_formatter(shell)
 
