@@ -144,10 +144,8 @@ def _describe_inline_figures() -> None:
     try:
         if "inline" in str(matplotlib.get_backend()):
             importlib.import_module("matplotlib_inline.backend_inline")
-    except (
-        Exception
-    ):  # another backend, or none: the formatter is wrapped after the cell
-        pass
+    except Exception:
+        pass  # another backend, or none: the formatter is wrapped after each cell
     shell.events.register("post_execute", lambda: _wrap_png_formatter(shell))
     _wrap_png_formatter(shell)
 
