@@ -7,8 +7,10 @@ shortened run on a CPU); ``make record`` (``tools/record.py``) runs the same fun
 
 Example (a tiny configuration on random "images"):
     >>> import torch
-    >>> config = PaperMNIST(images=60, epochs=1, blocks=1, hidden=8, encoder_hidden=(16,),
-    ...                     samples=2, seeds=(0, 1))
+    >>> config = PaperMNIST(
+    ...     images=60, epochs=1, blocks=1, hidden=8, encoder_hidden=(16,),
+    ...     samples=2, seeds=(0, 1),
+    ... )
     >>> x, y = torch.rand(60, 6), torch.arange(60) % 5
     >>> result = paper_mnist(config, x, y, x[:20], y[:20])
     >>> len(result.runs), result.runs[0]["table_train"].shape, result.samples.shape
@@ -175,7 +177,8 @@ def paper_variant(name: str, budget: str = "full") -> PaperMNIST:
     paper's length, otherwise the budget's sizes (:data:`PAPER_MNIST`) with the variant's
     preprocessing, temperature floor and held-out images (chapter 8, ``make record``).
 
-    >>> paper_variant("paper", "smoke").preprocessing, paper_variant("paper", "smoke").epochs
+    >>> variant = paper_variant("paper", "smoke")
+    >>> variant.preprocessing, variant.epochs
     ('logit', 1)
     """
     if name not in PAPER_MNIST_VARIANTS:

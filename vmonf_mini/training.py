@@ -469,7 +469,9 @@ def fit_many(
         >>> import vmonf_mini as vm
         >>> x, _ = vm.data.pinwheel(n_per_class=64, seed=0)
         >>> models = [vm.VMoNF(2, 5, blocks=2, encoder_hidden=(8,)) for _ in range(3)]
-        >>> histories = vm.fit_many(models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False)
+        >>> histories = vm.fit_many(
+        ...     models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False
+        ... )
         >>> [len(h.loss) for h in histories]
         [2, 2, 2]
     """
@@ -1191,7 +1193,9 @@ def fit_density(
     >>> import torch
     >>> shift = torch.zeros(2, requires_grad=True)
     >>> log_prob = lambda x: -0.5 * ((x - shift) ** 2).sum(1)
-    >>> losses, _ = fit_density(log_prob, torch.ones(64, 2), steps=200, lr=0.05, parameters=[shift])
+    >>> losses, _ = fit_density(
+    ...     log_prob, torch.ones(64, 2), steps=200, lr=0.05, parameters=[shift]
+    ... )
     >>> round(losses[-1], 3), [round(v, 2) for v in shift.tolist()]
     (0.0, [1.0, 1.0])
     """
