@@ -91,11 +91,7 @@ def test_the_prose_names_no_size_table_entry(path):
             assert "SIZE[" not in source(cell), f"{path.stem}: {source(cell)[:80]!r}"
 
 
-# Chapter 8's set-up cells are its owners' to collapse (issue 29 §4 left them to them).
-COLLAPSED = [p for p in CHAPTERS if not p.stem.startswith("08_")]
-
-
-@pytest.mark.parametrize("path", COLLAPSED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_install_and_setup_cells_are_collapsed_in_the_html_with_a_line_saying_what_they_do(
     path,
 ):
