@@ -488,8 +488,10 @@ SUMMARY_KEYS = (
 def variant_summary(
     records: Sequence[Mapping[str, Any]],
 ) -> Dict[str, Dict[str, float]]:
-    """Median, minimum and maximum over seeds of each of :data:`SUMMARY_KEYS` in ``records``
-    (one record per seed, as :func:`variant_records` returns them; chapter 8).
+    """Median, minimum and maximum over the runs of ``records`` (one record per seed, as
+    :func:`variant_records` returns them, or one record of several seeds) of each of
+    :data:`SUMMARY_KEYS` that every run has (a run that held nothing out has no
+    ``holdout_acc``; chapter 8).
 
     >>> runs = [{"results": {"runs": [dict.fromkeys(SUMMARY_KEYS, v)]}} for v in (0.2, 0.9, 0.4)]
     >>> variant_summary(runs)["acc"]
@@ -499,7 +501,7 @@ def variant_summary(
         raise ValueError("variant_summary needs at least one record")
     runs = [run for record in records for run in record["results"]["runs"]]
     summary = {}
-    for key in SUMMARY_KEYS:
+    for key in [k for k in SUMMARY_KEYS if all(k in run for run in runs)]:
         values = np.asarray([run[key] for run in runs], dtype=float)
         summary[key] = dict(
             median=float(np.median(values)),
