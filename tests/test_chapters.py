@@ -1,5 +1,6 @@
 """The chapters' headers and widgets, read from the stored notebooks (nothing is executed here)."""
 
+import functools
 import json
 import re
 import sys
@@ -71,6 +72,9 @@ def test_sliders_are_left_out_of_the_html_book(path):
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(?:([\w.]+\.ipynb)::)?([^`:]+)")
 
 
+@functools.lru_cache(
+    maxsize=None
+)  # the scorecard pastes dozens of numbers from each chapter
 def _glued_keys(path: Path) -> Tuple[Set[str], Set[str]]:
     """The keys a chapter's code glues, and the prefixes of those it glues by f-string."""
     code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
