@@ -66,8 +66,15 @@ def data(name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x.numpy().astype(np.float64), y.numpy(), x_test.numpy().astype(np.float64)
 
 
-def run_one(name: str, seed: int, device: str) -> List[Dict[str, Any]]:
-    """Every method on one data set and seed; one row per (method, labels per class)."""
+def run_one(
+    name: str, seed: int, device: str, params: Optional[Dict[str, Any]] = None
+) -> List[Dict[str, Any]]:
+    """Every method on one data set and seed; one row per (method, labels per class).
+
+    ``params``: estimator parameters other than the defaults (``bench/estimator.py --set``),
+    given to the unsupervised and ``label graph`` runs; ``previous`` overrides
+    ``label_graph=None``."""
+    params = dict(params or {})
     import torch
 
     torch.set_num_threads(1)
@@ -92,7 +99,7 @@ def run_one(name: str, seed: int, device: str) -> List[Dict[str, Any]]:
         )
 
     start = time.perf_counter()
-    est = vm.MixtureOfFlows(2, random_state=seed, device=device).fit(x)
+    est = vm.MixtureOfFlows(2, random_state=seed, device=device, **params).fit(x)
     row(
         "unsupervised",
         0,
@@ -102,11 +109,10 @@ def run_one(name: str, seed: int, device: str) -> List[Dict[str, Any]]:
     )
     for per_class in [*FEW, REFERENCE]:
         labels = vm.recipes.labeled_subset(y, per_class, seed=seed).numpy()
-        for method, graph in [("label graph", 10), ("previous", None)]:
+        for method, graph in [("label graph", True), ("previous", False)]:
             start = time.perf_counter()
-            est = vm.MixtureOfFlows(
-                2, random_state=seed, device=device, label_graph=graph
-            )
+            chosen = dict(params) if graph else dict(params, label_graph=None)
+            est = vm.MixtureOfFlows(2, random_state=seed, device=device, **chosen)
             est.fit(x, labels)
             row(
                 method,
@@ -126,33 +132,11 @@ def run_one(name: str, seed: int, device: str) -> List[Dict[str, Any]]:
     return rows
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds (default 5)")
-    parser.add_argument("--only", action="append", choices=DATA, help="one data set")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--json", default=None, help="also write the numbers here")
-    args = parser.parse_args(argv)
-    names = args.only or DATA
-    print(
-        f"## Few labels: {args.seeds} seeds, {args.jobs} job(s), load average "
-        f"{load_string()}\n",
-        flush=True,
-    )
-    start = time.perf_counter()
-    runs: List[Dict[str, Any]] = []
-    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(run_one, name, seed, args.device)
-            for name in names
-            for seed in range(args.seeds)
-        ]
-        for future in as_completed(futures):
-            rows = future.result()
-            runs += rows
-            r = rows[0]
-            print(f"  {r['data']} seed {r['seed']} done", flush=True)
+def report(
+    runs: List[Dict[str, Any]], names: List[str], seeds: int
+) -> List[Dict[str, Any]]:
+    """Print the per-seed table of each data set (``runs``: the rows of :func:`run_one`) and
+    the verdict of every target; returns the verdicts."""
 
     def pick(name: str, seed: int, method: str, per_class: int) -> Dict[str, Any]:
         (hit,) = [
@@ -167,7 +151,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         rows = []
         for per_class in [*FEW, REFERENCE]:
-            for seed in range(args.seeds):
+            for seed in range(seeds):
                 ours = pick(name, seed, "label graph", per_class)
                 old = pick(name, seed, "previous", per_class)
                 lp = pick(name, seed, "LabelPropagation", per_class)["acc"]
@@ -224,6 +208,38 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows,
             )
         )
+    return targets
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds (default 5)")
+    parser.add_argument("--only", action="append", choices=DATA, help="one data set")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--json", default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    names = args.only or DATA
+    print(
+        f"## Few labels: {args.seeds} seeds, {args.jobs} job(s), load average "
+        f"{load_string()}\n",
+        flush=True,
+    )
+    start = time.perf_counter()
+    runs: List[Dict[str, Any]] = []
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [
+            pool.submit(run_one, name, seed, args.device)
+            for name in names
+            for seed in range(args.seeds)
+        ]
+        for future in as_completed(futures):
+            rows = future.result()
+            runs += rows
+            r = rows[0]
+            print(f"  {r['data']} seed {r['seed']} done", flush=True)
+
+    targets = report(runs, names, args.seeds)
     failed = [t for t in targets if not t["pass"]]
     print(
         f"\n{len(targets) - len(failed)} of {len(targets)} targets pass "

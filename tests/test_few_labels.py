@@ -214,3 +214,110 @@ def test_the_estimator_uses_the_graph_by_default_with_labels():
         ValueError, match="The .label_graph. parameter of MixtureOfFlows"
     ):
         vm.MixtureOfFlows(2, label_graph=-3, **small).fit(x.numpy(), labels)
+
+
+# ------------------------------------------------------------------ failed calls
+def _state(model: vm.VMoNF) -> dict:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def _same(before: dict, model: vm.VMoNF) -> bool:
+    after = model.state_dict()
+    return before.keys() == after.keys() and all(
+        torch.equal(before[name], after[name]) for name in before
+    )
+
+
+@pytest.mark.parametrize(
+    "labels, options, message",
+    [
+        (None, dict(label_graph=10), "labels mark no point"),
+        (
+            "one per class",
+            dict(label_graph=0),
+            "label_graph must be a positive integer",
+        ),
+        (
+            "one per class",
+            dict(label_graph=10, label_graph_weight=float("nan")),
+            "label_graph_weight",
+        ),
+        ("out of range", dict(label_graph=10), "labels"),
+    ],
+)
+def test_a_refused_label_graph_call_leaves_the_model_unchanged(
+    labels, options, message
+):
+    x, y = small_moons(60)
+    if labels == "one per class":
+        labels = one_per_class(y)
+    elif labels == "out of range":
+        labels = np.where(one_per_class(y) == 1, 2, one_per_class(y))
+    model = small_model(0)
+    model.train()
+    before = _state(model)
+    with pytest.raises(ValueError, match=message):
+        vm.fit(model, x, labels, epochs=1, seed=0, progress=False, **options)
+    assert _same(before, model)
+    assert model.training  # not even switched to eval mode
+
+
+def test_fit_many_refuses_a_run_without_labels_before_training_any():
+    x, y = small_moons(60)
+    models = [small_model(s) for s in (0, 1)]
+    before = [_state(m) for m in models]
+    with pytest.raises(ValueError, match=r"labels\[1\] mark no point"):
+        vm.fit_many(
+            models,
+            x,
+            [one_per_class(y), None],
+            seeds=[0, 1],
+            label_graph=10,
+            epochs=1,
+            progress=False,
+        )
+    assert all(_same(b, m) for b, m in zip(before, models))
+
+
+def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was():
+    x, y = small_moons(120)
+    x = x.numpy()
+    labels = one_per_class(y)
+    small = dict(n_blocks=2, hidden=8, n_init=1, init_epochs=2, max_epochs=2)
+    est = vm.MixtureOfFlows(2, random_state=0, **small).fit(x, labels)
+    model, fitted = est.model_, dict(vars(est))
+    before = _state(model)
+    for bad, error in [
+        (dict(label_graph=0), "label_graph"),
+        (dict(label_graph=2.5), "label_graph"),
+    ]:
+        est.set_params(**bad)
+        with pytest.raises(ValueError, match=error):
+            est.fit(x, labels)
+    est.set_params(label_graph=10)
+    with pytest.raises(ValueError, match="y must be -1"):
+        est.fit(x, np.where(labels == 1, 5, labels))
+    assert est.model_ is model and _same(before, model)
+    for name, value in fitted.items():
+        if name.endswith("_") and name != "model_":
+            assert (
+                np.array_equal(
+                    np.asarray(getattr(est, name), dtype=object),
+                    np.asarray(value, dtype=object),
+                )
+                or getattr(est, name) is value
+            ), name
+
+
+def test_labels_propagated_by_default_beat_the_earlier_default_on_two_labels():
+    """The estimator's defaults with one label per class (issue 28), small and fast: the
+    moons are reached from two labels; ``label_graph=None`` (the earlier default) is not."""
+    x, y = small_moons(300, seed=3)
+    x = x.numpy()
+    labels = one_per_class(y, seed=3)
+    small = dict(n_blocks=2, hidden=8, n_init=1, init_epochs=10, max_epochs=30)
+    ours = vm.MixtureOfFlows(2, random_state=3, **small).fit(x, labels)
+    old = vm.MixtureOfFlows(2, random_state=3, label_graph=None, **small).fit(x, labels)
+    assert (ours.predict(x) == y).mean() >= 0.99
+    assert (old.predict(x) == y).mean() < 0.95
+    assert np.isfinite(ours.score(x)) and ours.score(x) > old.score(x) - 0.1

@@ -6,10 +6,11 @@ the unlabeled points can: on two circles or two moons, the points of one class a
 each other by chains of near neighbours. :func:`propagate` carries the labels along them,
 scikit-learn's ``LabelPropagation`` (Zhu & Ghahramani, 2002) on the graph of :func:`knn_graph`,
 and returns for every point a distribution over the components. :func:`vmonf_mini.fit` with
-``label_graph=n_neighbors`` trains from it: its ``init`` phase on the propagated labels, and
-its main phase with the cross-entropy of ``q(c|x)`` against the propagated distribution on the
-unlabeled points (:func:`vmonf_mini.objectives.soft_target_loss`), so that the ELBO does not
-undo it.
+``label_graph=n_neighbors`` trains from it: its ``init`` phase on the propagated labels (each
+point's most probable component), and its main phase over every point with the cross-entropy
+of ``q(c|x)`` against that label added to the negative ELBO
+(:func:`vmonf_mini.objectives.soft_target_loss`, weight ``label_graph_weight``), so that the
+ELBO does not undo it.
 
 The graph is scikit-learn's own k-nearest-neighbour graph (a point takes the mean of its
 neighbours' distributions) with two additions that make propagation reliable with a single
