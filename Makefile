@@ -90,7 +90,6 @@ clean:
 	rm -rf _build .pytest_cache
 
 ## MixtureOfFlows' defaults over 10 random states on the book's data sets, beside GaussianMixture,
-## then with 1 or 4 labels per class beside label propagation (bench/few_labels.py, issue 28)
+## and with 1 or 4 labels per class beside label propagation (its few-label rows, issue 28)
 estimator-bench: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python bench/estimator.py
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python bench/few_labels.py --jobs 2
