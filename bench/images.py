@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_string, table, verdict, write_json  # noqa: E402
@@ -40,7 +39,6 @@ METHODS = ("k-means", "PCA-10 + GMM", "PCA-50 + GMM", "recipe's start", "recipe"
 
 def run_one(digits: List[int], seed: int) -> Dict[str, Any]:
     """One seed on one set of digits: every method's matched accuracy, the recipe's seconds."""
-    import torch
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
@@ -57,7 +55,6 @@ def run_one(digits: List[int], seed: int) -> Dict[str, Any]:
         z = PCAWhitening(dim=dim).fit(x.double()).forward(x.double()).numpy()
         gmm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
         out[f"PCA-{dim} + GMM"] = cluster_accuracy(y, gmm.predict(z))
-    torch.set_num_threads(torch.get_num_threads())
     fitted = vm.recipes.cluster_images(x, k, seed=seed)
     out["recipe's start"] = cluster_accuracy(y, fitted.start)
     out["recipe"] = cluster_accuracy(y, fitted.labels)
