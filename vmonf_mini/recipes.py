@@ -299,7 +299,7 @@ IMAGE_RECIPE: Dict[str, Any] = dict(
     gmm_starts=10,
     starts=4,
     model=dict(flow="realnvp", blocks=4, hidden=32, encoder_hidden=(64, 64)),
-    fit=TrainConfig(epochs=10, init_epochs=3, batch_size=512, lr=3e-3),
+    fit=TrainConfig(epochs=20, init_epochs=5, batch_size=512, lr=3e-3),
 )
 
 #: How far outside [0, 1] a pixel may lie before it is refused.
@@ -385,8 +385,8 @@ def cluster_images(
        the ``starts`` distinct partitions of highest likelihood (default at most 4; two
        partitions are one when their adjusted Rand index is above 0.95) are the starts;
     3. one VMoNF per start (RealNVP 4 blocks hidden 32, encoder (64, 64)) learns its start's
-       partition for ``init_epochs`` (default 3), then trains by the ELBO for ``epochs``
-       (default 10; Adam 3e-3, batch 512); the runs train together (:func:`~vmonf_mini.fit_many`);
+       partition for ``init_epochs`` (default 5), then trains by the ELBO for ``epochs``
+       (default 20; Adam 3e-3, batch 512); the runs train together (:func:`~vmonf_mini.fit_many`);
     4. the run of highest mean ELBO is kept. No label is used: a start that merges two
        clusters and splits a third explains the embedding worse, and its VMoNF's ELBO says so.
 
