@@ -288,7 +288,7 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------- images
-#: The settings of :func:`cluster_images`. ``embedding`` holds the
+#: The settings of chapter 8's image recipe, cluster_images. ``embedding`` holds the
 #: :class:`~vmonf_mini.embedding.ImageEmbedding` fields, ``gmm_starts`` the number of
 #: Gaussian mixtures fitted, ``starts`` the most of their distinct partitions that each train
 #: a VMoNF (the best kept by its ELBO), ``model`` the
