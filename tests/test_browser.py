@@ -4,7 +4,10 @@ Run ``make book`` first, then ``make browser-test`` (or ``pytest -m browser``). 
 served on 127.0.0.1 by a thread of this process; Chromium runs with every host name but
 127.0.0.1 unresolvable, so the test also proves the book works with no internet. On each page:
 
-* every image loaded (``naturalWidth > 0``);
+* every image loaded (``naturalWidth > 0``) and has alt text that is not a file name;
+* no code block that the page shows scrolls sideways in the 1280-pixel window (the book's CSS
+  makes the code column hold the 88 columns that ruff formats to; the package's docstrings on
+  the API page and its source listings under ``_modules/`` are not checked);
 * every math element typeset by MathJax (the build ships MathJax 2.7 in ``_static/mathjax``),
   no MathJax error, and no raw TeX (``$$``, ``\\(``, ``\\begin{...}``...) left in the text;
 * no raw Markdown table syntax (a ``|---|`` delimiter row) in the text: every table rendered;
@@ -71,6 +74,9 @@ RAW_TEX = re.compile(
     r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\end\{|\\frac|\\mathbb|\\mathcal|\\sum_|\\log\b"
     r"|\$[^$\n]*[\\^_{}][^$\n]*\$"
 )
+
+#: an ``alt`` that is only a file name (what an image gets when nobody wrote one)
+IMAGE_FILE = re.compile(r"\.(png|jpe?g|gif|svg|webp)$", re.I)
 
 #: a Markdown table's delimiter row left as text: the table did not render (e.g. a ``|`` inside
 #: a cell that was not escaped, so the header and delimiter rows disagree)
@@ -528,7 +534,15 @@ PAGE_REPORT_JS = r"""
     title: document.title,
     height: Math.max(document.documentElement.scrollHeight, document.body.scrollHeight),
     notes,
-    images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
+      alt: (i.getAttribute('alt') || '').trim()})),
+    // code blocks a reader sees (not those inside a closed toggle) that scroll sideways; the
+    // docstrings that autodoc renders (dl.py) are the package's, not the book's code column
+    codeScrolls: Array.from(document.querySelectorAll('div.highlight pre'))
+      .filter(p => p.clientWidth > 0 && !p.closest('details:not([open])') && !p.closest('dl.py'))
+      .filter(p => p.scrollWidth > p.clientWidth + 1)
+      .map(p => p.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, ''))
+      .map(l => `${l.length} characters: ${l.trim().slice(0, 70)}`),
     math: maths.length,
     mathUnrendered: maths.filter(m => !m.querySelector(%(math_output)s)).map(m => m.textContent.trim().slice(0, 100)),
     mathWithBackslash: maths.filter(m => text(m).includes('\\')).map(m => text(m).trim().slice(0, 100)),
@@ -751,6 +765,16 @@ def test_page(page, site, tab):
         for i in report["images"]
         if not i["ok"] and i["src"] not in ONLINE_ONLY
     ]
+    problems += [
+        f"image without alt text (or with a file name for one): {i['src']}"
+        for i in report["images"]
+        if not i["alt"] or IMAGE_FILE.search(i["alt"])
+    ]
+    if not page.startswith("_modules/"):  # viewcode's listings of the package's source
+        problems += [
+            f"code scrolls sideways in a {WIDTH}-pixel window: {c}"
+            for c in report["codeScrolls"]
+        ]
     problems += [f"math not typeset: {m!r}" for m in report["mathUnrendered"]]
     problems += [
         f"raw TeX left in typeset math: {m!r}" for m in report["mathWithBackslash"]

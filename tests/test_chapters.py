@@ -1,9 +1,11 @@
 """The chapters' headers and widgets, read from the stored notebooks (nothing is executed here)."""
 
+import functools
 import json
 import re
 import sys
 from pathlib import Path
+from typing import Optional, Set, Tuple
 
 import pytest
 
@@ -66,21 +68,47 @@ def test_sliders_are_left_out_of_the_html_book(path):
             )
 
 
-GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)")
+# {glue:text}`key:fmt`, or `chapter.ipynb::key:fmt` to paste from another chapter
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(?:([\w.]+\.ipynb)::)?([^`:]+)")
+
+
+@functools.lru_cache(
+    maxsize=None
+)  # the scorecard pastes dozens of numbers from each chapter
+def _glued_keys(path: Path) -> Tuple[Set[str], Set[str]]:
+    """The keys a chapter's code glues, and the prefixes of those it glues by f-string."""
+    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
+    glued = set(re.findall(r"""glue\(\s*f?["']([^"'{]+)["']""", code))
+    prefixes = set(re.findall(r"""glue\(\s*f["']([^"'{]+)\{""", code))  # f"acc_{name}"
+    return glued, prefixes
+
+
+def _check_pasted(where: str, text: str, folder: Path, own: Optional[Path]) -> None:
+    for doc, key in GLUE_ROLE.findall(text):
+        chapter = folder / doc if doc else own
+        assert chapter is not None and chapter.is_file(), f"{where}: no chapter {doc!r}"
+        glued, prefixes = _glued_keys(chapter)
+        assert key in glued or any(key.startswith(p) for p in prefixes), (
+            f"{where}: the prose pastes {key!r}, which {chapter.stem} does not glue"
+        )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_number_the_prose_pastes_is_glued_by_the_chapter(path):
     """A ``{glue:text}`key``` in the prose needs a ``glue("key", ...)`` in the same chapter's
-    code (the strict build would fail on it too, but only after executing every chapter)."""
+    code, and ``{glue:text}`other.ipynb::key``` one in that chapter's (the strict build would
+    fail on either too, but only after executing every chapter)."""
     markdown = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
-    code = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "code")
-    glued = set(re.findall(r"""glue\(\s*f?["']([^"'{]+)["']""", code))
-    prefixes = set(re.findall(r"""glue\(\s*f["']([^"'{]+)\{""", code))  # f"acc_{name}"
-    for key in GLUE_ROLE.findall(markdown):
-        assert key in glued or any(key.startswith(p) for p in prefixes), (
-            f"{path.stem}: the prose pastes {key!r}, which no cell glues"
-        )
+    _check_pasted(path.stem, markdown, path.parent, path)
+
+
+PAGES = sorted((ROOT / "book").glob("*.md"))
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+def test_every_number_a_page_pastes_is_glued_by_its_chapter(path):
+    """The scorecard and the defects page paste chapters' numbers (``chapter.ipynb::key``)."""
+    _check_pasted(path.stem, path.read_text(encoding="utf-8"), path.parent, None)
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -89,3 +117,16 @@ def test_the_prose_names_no_size_table_entry(path):
     for cell in cells(path):
         if cell["cell_type"] == "markdown":
             assert "SIZE[" not in source(cell), f"{path.stem}: {source(cell)[:80]!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_install_and_setup_cells_are_collapsed_in_the_html_with_a_line_saying_what_they_do(
+    path,
+):
+    """The HTML shows one line per set-up cell (myst-nb's ``code_prompt_show``) and hides the
+    code behind it; Colab ignores the tags, so the cells stay plain there."""
+    for cell in cells(path)[1:3]:
+        metadata = cell["metadata"]
+        assert "hide-input" in metadata.get("tags", []), f"{path.stem}, {cell['id']}"
+        prompt = metadata.get("mystnb", {}).get("code_prompt_show", "")
+        assert prompt.startswith("Set-up: "), f"{path.stem}, {cell['id']}"

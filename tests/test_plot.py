@@ -22,6 +22,7 @@ from vmonf_mini.plot import (
     decision_regions,
     density_map,
     eval_mode,
+    figure_alt_text,
     training_curves,
 )
 
@@ -185,6 +186,46 @@ def test_training_curves_plots_loss_and_temperature():
 
 def test_palette_has_a_colour_per_component_up_to_ten():
     assert len(PALETTE) >= 10
+
+
+def test_palette_is_okabe_ito_and_the_colour_cycle():
+    """The first eight colours are Okabe and Ito's, which colour-blind readers tell apart;
+    importing ``vmonf_mini.plot`` makes the palette matplotlib's colour cycle (``C0``...)."""
+    okabe_ito = [
+        "#0072b2",
+        "#e69f00",
+        "#009e73",
+        "#d55e00",
+        "#cc79a7",
+        "#56b4e9",
+        "#f0e442",
+    ]
+    assert [matplotlib.colors.to_hex(c) for c in PALETTE[:7]] == okabe_ito
+    assert len(set(PALETTE)) == len(PALETTE)
+    cycle = [
+        matplotlib.colors.to_hex(c)
+        for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ]
+    assert cycle == [matplotlib.colors.to_hex(c) for c in PALETTE]
+
+
+def test_contingency_heatmap_names_its_axes_for_what_they_hold():
+    ax = contingency_heatmap(np.eye(2))
+    assert (ax.get_ylabel(), ax.get_xlabel()) == ("digit", "cluster")
+    ax = contingency_heatmap(np.eye(2), row_name="wing")
+    assert ax.get_ylabel() == "wing"
+
+
+def test_figure_alt_text_names_the_titles_and_axes():
+    fig, axes = plt.subplots(1, 2)
+    fig.suptitle("Two panels")
+    axes[0].set(title="$q(c|x)$", xlabel="$x_1$", ylabel="$x_2$")
+    axes[1].set(xlabel="epoch")
+    assert figure_alt_text(fig) == "Figure: Two panels; q(c|x) (x_2 against x_1); epoch"
+    plt.close(fig)
+    fig = plt.figure()
+    assert figure_alt_text(fig) == "Figure: a figure without titles"
+    plt.close(fig)
 
 
 def test_a_gaussian_mixture_is_drawn_by_the_same_figures():

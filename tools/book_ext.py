@@ -17,6 +17,11 @@
 5. The bibliography's labels match the chapters' (author, year) citations: the pybtex style
    ``authoryear`` (``bibtex_default_style``) is ``plain`` (sorted by author) with labels like
    ``[Pires & Figueiredo 2020]`` or ``[Dinh et al. 2017]`` instead of ``[1]``, ``[2]``...
+6. Alt text on every figure: a chapter's figure is a PNG output of a cell, which myst-nb shows
+   with its file name as ``alt``. ``vmonf_mini.plot`` (imported by every chapter) writes each
+   figure's title and axis names into the PNG (``figure_alt_text``, a ``Description`` text
+   chunk); here each such image gets that text as its ``alt``, and an image without one gets
+   "A figure of <page title>" rather than a file name.
 """
 
 from __future__ import annotations
@@ -152,6 +157,48 @@ def _register_bibliography_style() -> None:
     register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle)
 
 
+def _png_description(path: Path) -> str:
+    """The ``Description`` text chunk (tEXt or uncompressed iTXt) of a PNG file, or ''."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ""
+    at = 8
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + size]
+        at += 12 + size
+        if kind == b"tEXt" and body.startswith(b"Description\x00"):
+            return body.split(b"\x00", 1)[1].decode("latin-1")
+        if kind == b"iTXt" and body.startswith(b"Description\x00\x00"):
+            # keyword, 0, compression flag 0, method, language tag, 0, translated keyword, 0
+            rest = body[len(b"Description\x00\x00") + 1 :]
+            return rest.split(b"\x00", 2)[2].decode("utf-8")
+        if (
+            kind == b"IDAT"
+        ):  # text chunks before the image data are the ones matplotlib writes
+            break
+    return ""
+
+
+def _set_figure_alt_text(app, doctree, docname: str) -> None:
+    from docutils import nodes
+
+    title = app.env.titles.get(docname)
+    page = title.astext() if title is not None else docname
+    for image in doctree.findall(nodes.image):
+        uri = image.get("uri", "")
+        alt = image.get("alt", "")
+        if alt and not alt.endswith(Path(uri).name):
+            continue  # an author's alt text
+        path = Path(app.srcdir) / uri
+        if not path.is_file():
+            path = Path(app.env.relfn2path(uri, docname)[1])
+        image["alt"] = _png_description(path) or f"A figure of {page}"
+
+
 def setup(app) -> Dict[str, Any]:
     _register_bibliography_style()
     app.connect(
@@ -159,4 +206,5 @@ def setup(app) -> Dict[str, Any]:
     )  # before Sphinx's 800
     app.connect("html-page-context", _drop_repeated_scripts, priority=900)
     app.connect("env-check-consistency", _check_api_covers_package)
+    app.connect("doctree-resolved", _set_figure_alt_text)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

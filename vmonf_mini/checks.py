@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Optional
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "as_labels",
     "check_bool",
     "check_fields",
+    "SettingsMapping",
     "check_number",
     "check_positive_int",
     "check_temperature",
@@ -143,6 +145,40 @@ def check_fields(names: Iterable[str], cls: type, what: str) -> None:
         raise TypeError(
             f"unknown {what} {unknown}; {cls.__name__} has {', '.join(known)}"
         )
+
+
+class SettingsMapping(Mapping):
+    """The base of a frozen dataclass of settings (:class:`~vmonf_mini.TrainConfig`,
+    :class:`~vmonf_mini.ModelConfig`): it reads as a read-only mapping of its fields
+    (``config["lr"]``, ``dict(config)``, ``fit(model, x, **config)``), and :meth:`replace`
+    refuses a name that is not a field (:func:`check_fields`, naming the settings as ``_what``).
+
+    >>> from vmonf_mini import TrainConfig
+    >>> config = TrainConfig(epochs=3)
+    >>> config["epochs"], len(config) == len(dict(config)), config.replace(lr=0.1).lr
+    (3, True, 0.1)
+    """
+
+    _what = "settings"  # how an error names them, e.g. "training settings"
+
+    def replace(self, **changes: Any) -> SettingsMapping:
+        """A copy with ``changes`` (validated; a name that is not a field is a ``TypeError``)."""
+        check_fields(changes, type(self), self._what)
+        return dataclasses.replace(self, **changes)
+
+    def _names(self) -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def check_number(

@@ -189,7 +189,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
     =============================================  ==============  ===================
     data set                                       MixtureOfFlows  GaussianMixture
     =============================================  ==============  ===================
-    pinwheel, 2,560 points, ``MixtureOfFlows(5)``  0.996, 0.993    0.988, 0.988
+    pinwheel, 2,560 points, ``MixtureOfFlows(5)``  0.996, 0.991    0.988, 0.988
     two circles, 64 labels, ``MixtureOfFlows(2)``  1.000, 1.000    0.541, 0.531 (no y)
     digits 0-4, after ``PCA(10, whiten=True)``     0.954, 0.947    0.939, 0.938
     =============================================  ==============  ===================

@@ -7,8 +7,10 @@ shortened run on a CPU); ``make record`` (``tools/record.py``) runs the same fun
 
 Example (a tiny configuration on random "images"):
     >>> import torch
-    >>> config = PaperMNIST(images=60, epochs=1, blocks=1, hidden=8, encoder_hidden=(16,),
-    ...                     samples=2, seeds=(0, 1))
+    >>> config = PaperMNIST(
+    ...     images=60, epochs=1, blocks=1, hidden=8, encoder_hidden=(16,),
+    ...     samples=2, seeds=(0, 1),
+    ... )
     >>> x, y = torch.rand(60, 6), torch.arange(60) % 5
     >>> result = paper_mnist(config, x, y, x[:20], y[:20])
     >>> len(result.runs), result.runs[0]["table_train"].shape, result.samples.shape
@@ -175,7 +177,8 @@ def paper_variant(name: str, budget: str = "full") -> PaperMNIST:
     paper's length, otherwise the budget's sizes (:data:`PAPER_MNIST`) with the variant's
     preprocessing, temperature floor and held-out images (chapter 8, ``make record``).
 
-    >>> paper_variant("paper", "smoke").preprocessing, paper_variant("paper", "smoke").epochs
+    >>> variant = paper_variant("paper", "smoke")
+    >>> variant.preprocessing, variant.epochs
     ('logit', 1)
     """
     if name not in PAPER_MNIST_VARIANTS:
@@ -485,8 +488,10 @@ SUMMARY_KEYS = (
 def variant_summary(
     records: Sequence[Mapping[str, Any]],
 ) -> Dict[str, Dict[str, float]]:
-    """Median, minimum and maximum over seeds of each of :data:`SUMMARY_KEYS` in ``records``
-    (one record per seed, as :func:`variant_records` returns them; chapter 8).
+    """Median, minimum and maximum over the runs of ``records`` (one record per seed, as
+    :func:`variant_records` returns them, or one record of several seeds) of each of
+    :data:`SUMMARY_KEYS` that every run has (a run that held nothing out has no
+    ``holdout_acc``; chapter 8).
 
     >>> runs = [{"results": {"runs": [dict.fromkeys(SUMMARY_KEYS, v)]}} for v in (0.2, 0.9, 0.4)]
     >>> variant_summary(runs)["acc"]
@@ -496,7 +501,7 @@ def variant_summary(
         raise ValueError("variant_summary needs at least one record")
     runs = [run for record in records for run in record["results"]["runs"]]
     summary = {}
-    for key in SUMMARY_KEYS:
+    for key in [k for k in SUMMARY_KEYS if all(k in run for run in runs)]:
         values = np.asarray([run[key] for run in runs], dtype=float)
         summary[key] = dict(
             median=float(np.median(values)),

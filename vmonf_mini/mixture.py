@@ -17,12 +17,10 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import operator
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ from .checks import (
     as_data,
     as_labels,
     check_bool,
-    check_fields,
+    SettingsMapping,
     check_number,
     check_positive_int,
     check_temperature,
@@ -139,7 +137,7 @@ def _component_index(c: Any, k: int) -> int:
 
 
 @dataclass(frozen=True)
-class ModelConfig(Mapping):
+class ModelConfig(SettingsMapping):
     """A :class:`VMoNF`'s architecture, validated: what the recipes, the estimator and the
     paper's experiment hold and build their models from (chapter 4).
 
@@ -153,6 +151,8 @@ class ModelConfig(Mapping):
     >>> model.config["blocks"], model.config["hidden"], config.replace(k=3).build().k
     (2, 8, 3)
     """
+
+    _what = "model settings"  # how SettingsMapping.replace names them
 
     dim: int
     k: int
@@ -202,11 +202,6 @@ class ModelConfig(Mapping):
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
-        """A copy with ``changes`` (validated; a name that is not a field is a ``TypeError``)."""
-        check_fields(changes, ModelConfig, "model settings")
-        return dataclasses.replace(self, **changes)
-
     def build(self, components: Optional[Sequence[nn.Module]] = None) -> "VMoNF":
         """A fresh, untrained :class:`VMoNF` of this architecture (``components``: see there)."""
         return VMoNF(**self, components=components)
@@ -228,21 +223,6 @@ class ModelConfig(Mapping):
             encoder_batch_norm=self.encoder_batch_norm,
             log_scale_bound=self.log_scale_bound,
         )
-
-    # the read-only mapping of the fields: config["k"], dict(config), VMoNF(**config)
-    def __getitem__(self, name: str) -> Any:
-        if name not in _MODEL_FIELDS:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_MODEL_FIELDS)
-
-    def __len__(self) -> int:
-        return len(_MODEL_FIELDS)
-
-
-_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
 class VMoNF(nn.Module):

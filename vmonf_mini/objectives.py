@@ -8,7 +8,8 @@ encoder's raw outputs, ``log_q`` the tempered ``log q(c|x)``.
 Example:
     >>> import torch
     >>> joint, log_q = torch.randn(4, 3), torch.log_softmax(torch.randn(4, 3), dim=-1)
-    >>> bool((-unlabeled_loss(joint, log_q, "elbo") <= torch.logsumexp(joint, -1) + 1e-6).all())
+    >>> elbo = -unlabeled_loss(joint, log_q, "elbo")
+    >>> bool((elbo <= torch.logsumexp(joint, -1) + 1e-6).all())
     True
 """
 

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from contextlib import contextmanager
 from typing import (
     Any,
@@ -31,6 +32,7 @@ from typing import (
     Union,
 )
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -59,9 +61,116 @@ __all__ = [
     "component_colors",
     "PALETTE",
     "COLORS",
+    "figure_alt_text",
 ]
 
-PALETTE = plt.get_cmap("tab10").colors
+
+def _hex(code: str) -> Tuple[float, float, float]:
+    return tuple(int(code[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+#: The book's one categorical palette, which colour-blind readers can tell apart. It holds the
+#: eight colours of Okabe and Ito ("Color Universal Design", 2008; blue, orange, bluish green,
+#: vermillion, reddish purple, sky blue, yellow, black), then Paul Tol's wine and olive. Class,
+#: component and seed ``i`` take ``PALETTE[i]``. Importing this module also makes it
+#: matplotlib's colour cycle (``C0``, ``C1``... and the default line colours).
+PALETTE: Tuple[Tuple[float, float, float], ...] = tuple(
+    _hex(code)
+    for code in (
+        "#0072B2",
+        "#E69F00",
+        "#009E73",
+        "#D55E00",
+        "#CC79A7",
+        "#56B4E9",
+        "#F0E442",
+        "#000000",
+        "#882255",
+        "#999933",
+    )
+)
+plt.rcParams["axes.prop_cycle"] = plt.cycler(color=PALETTE)
+
+
+def figure_alt_text(fig: Figure) -> str:
+    """A one-line description of ``fig`` for readers who cannot see it: its title, then each
+    panel's title and what its axes hold.
+
+    Importing this module in IPython (a notebook, Colab, the book's build) makes every inline
+    PNG of a figure carry this text as its ``Description``; the book's Sphinx extension
+    (``tools/book_ext.py``) turns it into the HTML's ``alt`` text.
+
+    >>> fig, ax = plt.subplots()
+    >>> _ = ax.set(title="Loss", xlabel="epoch", ylabel="loss")
+    >>> figure_alt_text(fig)
+    'Figure: Loss (loss against epoch)'
+    >>> plt.close(fig)
+    """
+    parts: List[str] = []
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text():
+        parts.append(suptitle.get_text())
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        title = " ".join(
+            t
+            for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right"))
+            if t
+        )
+        x, y = ax.get_xlabel(), ax.get_ylabel()
+        held = f"{y} against {x}" if x and y else (x or y)
+        piece = f"{title} ({held})" if title and held else (title or held)
+        if piece and piece not in parts:
+            parts.append(piece)
+    text = "; ".join(parts) if parts else "a figure without titles"
+    return "Figure: " + " ".join(text.replace("$", "").split())
+
+
+def _describe_inline_figures() -> None:
+    """Wrap IPython's PNG formatter for figures so that each PNG carries its alt text.
+
+    The inline backend registers its formatter when its module is first imported, which pyplot
+    does only when the first figure is made: import it now, so that a figure shown by
+    ``plt.show()`` in the next cell carries its text too; and wrap again after every cell if the
+    formatter was replaced (``%matplotlib inline``, ``%config InlineBackend``)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with every notebook
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_vmonf_alt_text_hook", False):
+        return
+    shell._vmonf_alt_text_hook = True
+    try:
+        if "inline" in str(matplotlib.get_backend()):
+            importlib.import_module("matplotlib_inline.backend_inline")
+    except Exception:
+        pass  # another backend, or none: the formatter is wrapped after each cell
+    shell.events.register("post_execute", lambda: _wrap_png_formatter(shell))
+    _wrap_png_formatter(shell)
+
+
+def _wrap_png_formatter(shell: Any) -> None:
+    png = shell.display_formatter.formatters.get("image/png")
+    try:
+        current = png.lookup_by_type(Figure)
+    except (AttributeError, KeyError):
+        return
+    if getattr(current, "vmonf_alt_text", False):
+        return
+
+    def with_alt_text(fig: Figure) -> Any:
+        try:
+            return current(fig, metadata={"Description": figure_alt_text(fig)})
+        except TypeError:  # a formatter that takes no savefig options: no alt text
+            return current(fig)
+
+    with_alt_text.vmonf_alt_text = True  # type: ignore[attr-defined]
+    png.for_type(Figure, with_alt_text)
+
+
+_describe_inline_figures()
 #: ``PALETTE``, then the distinct colours of ``Set2``, ``tab20``, ``tab20b`` and ``tab20c`` that
 #: it does not hold (68 in all): the colours of components beyond ten, or unmatched to a class
 COLORS: Tuple[Tuple[float, float, float], ...] = tuple(
@@ -443,11 +552,14 @@ def contingency_heatmap(
     ax: Optional[Axes] = None,
     title: str = "P(cluster | digit)",
     col_labels: Optional[Sequence] = None,
+    row_name: str = "digit",
+    col_name: str = "cluster",
 ) -> Axes:
-    """Table 1 as a heatmap: rows are true labels, columns clusters, each cell annotated.
+    """Table 1 as a heatmap: rows are true classes (digits), columns clusters, each cell annotated.
 
     ``col_labels`` names the columns (e.g. the cluster indices of a matched order, so that the
-    diagonal holds each label's matched cluster: :func:`vmonf_mini.experiments.matched_table`).
+    diagonal holds each digit's matched cluster: :func:`vmonf_mini.experiments.matched_table`).
+    ``row_name`` and ``col_name`` title the axes by what they hold.
     """
     table = np.asarray(table, dtype=float)
     ax = (
@@ -473,8 +585,8 @@ def contingency_heatmap(
         range(table.shape[0]),
         labels=list(row_labels) if row_labels is not None else range(table.shape[0]),
     )
-    ax.set_xlabel("cluster")
-    ax.set_ylabel("label")
+    ax.set_xlabel(col_name)
+    ax.set_ylabel(row_name)
     ax.set_title(title)
     return ax
 

@@ -18,17 +18,14 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import (
     Any,
     Callable,
     Dict,
-    Iterator,
     List,
     Optional,
     Sequence,
@@ -44,6 +41,7 @@ from tqdm.auto import trange
 from .checks import (
     as_data,
     as_labels,
+    SettingsMapping,
     check_fields,
     check_number,
     check_positive_int,
@@ -141,7 +139,7 @@ INIT_METHODS = ("random", "kmeans", "gmm")
 
 
 @dataclass(frozen=True)
-class TrainConfig(Mapping):
+class TrainConfig(SettingsMapping):
     """The settings of a training, validated: what :func:`fit`, :func:`fit_many`, the recipes
     (:mod:`vmonf_mini.recipes`) and the paper's experiment hold (chapters 4 to 9).
 
@@ -207,6 +205,8 @@ class TrainConfig(Mapping):
         ...
         TypeError: unknown training settings ['epoch']; TrainConfig has epochs, batch_size, lr, weight_decay, temperature, pretrain_epochs, clip_grad_norm, objective, consistency, consistency_noise, init, init_epochs, init_lr, min_temperature, label_graph, label_graph_weight, tol
     """
+
+    _what = "training settings"  # how SettingsMapping.replace names them
 
     epochs: int
     batch_size: int = 128
@@ -287,11 +287,6 @@ class TrainConfig(Mapping):
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with ``changes`` (validated; a name that is not a field is a ``TypeError``)."""
-        check_fields(changes, TrainConfig, "training settings")
-        return dataclasses.replace(self, **changes)
-
     def temperature_at(self, step: int) -> float:
         """The temperature step ``step`` (from 1) divides the logits by: the schedule's value,
         floored at ``min_temperature`` (what :class:`History` records).
@@ -302,21 +297,6 @@ class TrainConfig(Mapping):
         return floor_temperature(
             _schedule(self.temperature)(step), self.min_temperature
         )
-
-    # the read-only mapping of the fields: config["lr"], dict(config), fit(model, x, **config)
-    def __getitem__(self, name: str) -> Any:
-        if name not in _TRAIN_FIELDS:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_TRAIN_FIELDS)
-
-    def __len__(self) -> int:
-        return len(_TRAIN_FIELDS)
-
-
-_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _train_config(
@@ -469,7 +449,9 @@ def fit_many(
         >>> import vmonf_mini as vm
         >>> x, _ = vm.data.pinwheel(n_per_class=64, seed=0)
         >>> models = [vm.VMoNF(2, 5, blocks=2, encoder_hidden=(8,)) for _ in range(3)]
-        >>> histories = vm.fit_many(models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False)
+        >>> histories = vm.fit_many(
+        ...     models, x, seeds=[0, 1, 2], epochs=2, batch_size=64, progress=False
+        ... )
         >>> [len(h.loss) for h in histories]
         [2, 2, 2]
     """
@@ -1191,7 +1173,9 @@ def fit_density(
     >>> import torch
     >>> shift = torch.zeros(2, requires_grad=True)
     >>> log_prob = lambda x: -0.5 * ((x - shift) ** 2).sum(1)
-    >>> losses, _ = fit_density(log_prob, torch.ones(64, 2), steps=200, lr=0.05, parameters=[shift])
+    >>> losses, _ = fit_density(
+    ...     log_prob, torch.ones(64, 2), steps=200, lr=0.05, parameters=[shift]
+    ... )
     >>> round(losses[-1], 3), [round(v, 2) for v in shift.tolist()]
     (0.0, [1.0, 1.0])
     """
