@@ -69,8 +69,11 @@ browser-test: $(STAMP)
 colab-test: $(STAMP)
 	VMONF_COLAB_TEST=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests/test_colab.py -m colab -q -s -p no:cacheprovider
 
+## speed.py, then the image recipe's table (bench/images.py: vm.recipes.cluster_images with its
+## defaults on MNIST 0-4 and all ten digits, seeds 0-4, beside k-means and PCA + GMM; ~25 min)
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python bench/images.py
 
 robustness: $(STAMP)
 	$(BIN)/python bench/robustness.py

@@ -1,7 +1,9 @@
 """vmonf_mini.recipes: each setting of the book in one place, and the calls that run them."""
 
+import numpy as np
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 
 import vmonf_mini as vm
 from vmonf_mini import recipes
@@ -64,27 +66,48 @@ def test_labeled_subset():
 
 
 def test_cluster_images_on_the_digits():
+    """scikit-learn's 8x8 digits 0-4: the embedding's starts and the kept VMoNF find the digits."""
     x, y = vm.data.digits()
-    fitted = recipes.cluster_images(x, 5, levels=17, init_epochs=40, epochs=5, seed=0)
-    assert (
-        fitted.labels.shape == (901,)
-        and fitted.model.dim == 10
-        and fitted.pca.dim == 10
-    )
-    assert cluster_accuracy(y, fitted.gmm_labels) > 0.9  # the Gaussian mixture's start
+    fitted = recipes.cluster_images(x, 5, init_epochs=20, epochs=5, seed=0)
+    assert fitted.labels.shape == (901,) and fitted.model.dim == 10
+    assert fitted.embedding.dim == 10 and fitted.model.k == 5
+    assert 1 <= len(fitted.start_labels) <= recipes.IMAGE_RECIPE["starts"]
+    assert len(fitted.elbo) == len(fitted.run_labels) == len(fitted.start_labels)
+    assert fitted.elbo[fitted.chosen] == max(fitted.elbo)  # kept by its ELBO
+    assert (fitted.labels == fitted.run_labels[fitted.chosen]).all()
+    assert cluster_accuracy(y, fitted.start) > 0.9  # the Gaussian mixture's start
     assert cluster_accuracy(y, fitted.labels) > 0.9  # kept by the flows
-    assert (
-        fitted.predict(x) == fitted.labels
-    ).mean() > 0.95  # new pixels: no dequantization noise
+    assert fitted.seconds > 0
 
 
-def test_cluster_images_takes_the_number_of_gaussian_mixture_starts():
+def test_cluster_images_predicts_new_images():
+    x, y = vm.data.digits()
+    fitted = recipes.cluster_images(x[:700], 5, init_epochs=20, epochs=2, seed=1)
+    new = fitted.predict(x[700:])
+    assert new.shape == (201,) and cluster_accuracy(y[700:], new) > 0.85
+
+
+def test_distinct_mixtures_keeps_different_partitions_by_likelihood():
+    """Four blobs on a square, k=2: the two ways to pair them are each kept once, the more
+    likely first; the same pairing found by several fits is kept once."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
+    blobs = np.concatenate([rng.normal(c, 1.0, size=(100, 2)) for c in centres])
+    kept = recipes.distinct_mixtures(blobs, 2, seed=0, fits=10, keep=3)
+    bounds = [m.lower_bound_ for m in kept]
+    assert len(kept) == 2 and bounds == sorted(bounds, reverse=True)
+    a, b = (m.predict(blobs) for m in kept)
+    assert adjusted_rand_score(a, b) <= 0.95
+    assert len(recipes.distinct_mixtures(blobs, 2, seed=0, fits=10, keep=1)) == 1
+
+
+def test_cluster_images_takes_the_number_of_starts():
     x, _ = vm.data.digits()
-    fitted = recipes.cluster_images(
-        x, 5, levels=17, gmm_n_init=1, init_epochs=1, epochs=1
-    )
-    assert fitted.gmm.n_init == 1
-    default = recipes.cluster_images(x, 5, levels=17, init_epochs=1, epochs=1)
-    assert default.gmm.n_init == recipes.IMAGE_RECIPE["gmm_n_init"]
-    with pytest.raises(ValueError):
-        recipes.cluster_images(x, 5, levels=17, gmm_n_init=0)
+    one = recipes.cluster_images(x, 5, starts=1, init_epochs=1, epochs=1)
+    assert len(one.start_labels) == len(one.elbo) == 1 and one.chosen == 0
+    with pytest.raises(ValueError, match="starts must be a positive integer"):
+        recipes.cluster_images(x, 5, starts=0)
+    with pytest.raises(
+        ValueError, match="gmm_starts=2 Gaussian mixtures cannot give starts=3"
+    ):
+        recipes.cluster_images(x, 5, starts=3, gmm_starts=2)

@@ -17,6 +17,7 @@ from typing import Any, List
 from . import (
     checkpoint,
     data,
+    embedding,
     experiments,
     flows,
     graph,
@@ -65,6 +66,7 @@ __all__ = [
     "layers",
     "graph",
     "data",
+    "embedding",
     "metrics",
     "mnist",
     "objectives",
