@@ -22,16 +22,17 @@ fetched from the npm registry at test time (``tools/offline_assets.py``; never c
 server rewrites the CDN addresses in the pages it serves. A full-page screenshot of every page
 is saved to ``artifacts/screenshots/`` (git-ignored) for a person to look at.
 
-Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``), with
-the standard library only. Without a built book or without Chromium the test skips, unless
-``VMONF_REQUIRE_BROWSER=1`` (set by ``make browser-test``) turns the skip into a failure.
-Install Chromium with ``tools/install_browser.sh``.
+Chromium is driven by Selenium through Debian's ChromeDriver (``/usr/bin/chromedriver``; no
+Selenium Manager, no download): the console errors and the requests come from ChromeDriver's
+``browser`` and ``performance`` logs, the full-page screenshots from the DevTools protocol
+(``execute_cdp_cmd``). Without a built book, Chromium, ChromeDriver or selenium the test skips,
+unless ``VMONF_REQUIRE_BROWSER=1`` (set by ``make browser-test``) turns the skip into a failure.
+Install Chromium and ChromeDriver with ``tools/install_browser.sh``, selenium with ``make install``.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
 import functools
 import http.server
 import importlib.util
@@ -40,10 +41,7 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import unquote, urlsplit
@@ -83,14 +81,17 @@ IMAGE_FILE = re.compile(r"\.(png|jpe?g|gif|svg|webp)$", re.I)
 RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")
 
 
-def _chromium() -> Optional[str]:
-    for name in (
-        os.environ.get("CHROMIUM", ""),
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ):
+CHROMIUM_NAMES = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+)
+
+
+def _executable(variable: str, *names: str) -> Optional[str]:
+    """The first of $variable and ``names`` found on PATH."""
+    for name in (os.environ.get(variable, ""), *names):
         if name and shutil.which(name):
             return shutil.which(name)
     return None
@@ -229,261 +230,100 @@ class _Server:
         self.httpd.server_close()
 
 
-# --------------------------------------------------------------------------- Chromium over CDP
+# --------------------------------------------------------------------------- Chromium through ChromeDriver
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # no internet: every host name but the test server's address fails at once
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--no-default-browser-check",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--lang=en-US",
+    f"--window-size={WIDTH},{HEIGHT}",
+]
 
 
-class CDPError(RuntimeError):
-    pass
+def _viewport(height: int) -> dict:
+    return {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
 
 
-class Chromium:
-    """Headless Chromium driven by the DevTools protocol over ``--remote-debugging-pipe``."""
+def _start_chromium(chromium: str, chromedriver: str):
+    """Headless Chromium through Debian's ChromeDriver. A driver path is given, so Selenium
+    Manager (which would download drivers) is never run. ChromeDriver keeps two logs per page:
+    ``browser`` (the console: script exceptions, console.error, failed loads) and
+    ``performance`` (the DevTools protocol's Network.* events)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
 
-    def __init__(self, executable: str) -> None:
-        self.profile = tempfile.mkdtemp(prefix="vmonf-chromium-")
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-
-        def wire_fds():  # in the child: Chromium reads commands on fd 3 and answers on fd 4
-            a = fcntl.fcntl(
-                to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10
-            )  # out of the way of 3 and 4
-            b = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD_CLOEXEC, 10)
-            os.dup2(
-                a, 3
-            )  # dup2's copies stay open across exec; every other fd is close-on-exec
-            os.dup2(b, 4)
-
-        args = [
-            executable,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={self.profile}",
-            "--remote-debugging-pipe",
-            # no internet: every host name but the test server's address fails at once
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-            "--disable-dev-shm-usage",
-            "--disable-extensions",
-            "--no-default-browser-check",
-            "--disable-default-apps",
-            "--mute-audio",
-            "--hide-scrollbars",
-            "--lang=en-US",
-            f"--window-size={WIDTH},{HEIGHT}",
-            "about:blank",
-        ]
-        self.log_path = Path(self.profile) / "chromium.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=wire_fds,
-                close_fds=False,
-            )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._lock = threading.Condition()
-        self._next_id = 0
-        self._replies: Dict[int, dict] = {}
-        self.events: List[dict] = []
-        self._closed = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.call("Browser.getVersion", timeout=60)
-
-    def _read(self) -> None:
-        buffer = b""
-        while True:
-            try:
-                chunk = os.read(self._from_chrome, 1 << 20)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                with self._lock:
-                    self._closed = True
-                    self._lock.notify_all()
-                return
-            buffer += chunk
-            *messages, buffer = buffer.split(b"\0")
-            with self._lock:
-                for raw in messages:
-                    message = json.loads(raw)
-                    if "id" in message:
-                        self._replies[message["id"]] = message
-                    else:
-                        self.events.append(message)
-                self._lock.notify_all()
-
-    def call(
-        self,
-        method: str,
-        params: Optional[dict] = None,
-        session: Optional[str] = None,
-        timeout: float = 60.0,
-    ) -> dict:
-        with self._lock:
-            self._next_id += 1
-            ident = self._next_id
-        message = {"id": ident, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        data = json.dumps(message).encode() + b"\0"
-        while data:
-            data = data[os.write(self._to_chrome, data) :]
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while ident not in self._replies:
-                if self._closed:
-                    raise CDPError(
-                        f"Chromium exited during {method}; see {self.log_path}"
-                    )
-                if (
-                    not self._lock.wait(max(0.0, deadline - time.monotonic()))
-                    and time.monotonic() > deadline
-                ):
-                    raise CDPError(f"{method}: no answer in {timeout:.0f} s")
-            reply = self._replies.pop(ident)
-        if "error" in reply:
-            raise CDPError(f"{method}: {reply['error']}")
-        return reply.get("result", {})
-
-    def wait_event(
-        self, method: str, session: str, start: int, timeout: float
-    ) -> Optional[dict]:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                for event in self.events[start:]:
-                    if (
-                        event.get("method") == method
-                        and event.get("sessionId") == session
-                    ):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
-                    return None
-                self._lock.wait(remaining)
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close", timeout=10)
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        for fd in (self._to_chrome, self._from_chrome):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        shutil.rmtree(self.profile, ignore_errors=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in CHROMIUM_ARGS:
+        options.add_argument(arg)
+    options.set_capability(
+        "goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"}
+    )
+    options.add_experimental_option(
+        "perfLoggingPrefs", {"enableNetwork": True, "enablePage": False}
+    )
+    driver = webdriver.Chrome(options=options, service=Service(chromedriver))
+    driver.set_page_load_timeout(LOAD_TIMEOUT)
+    driver.set_script_timeout(READY_TIMEOUT + 15)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", _viewport(HEIGHT))
+    return driver
 
 
-class Tab:
-    """One page target: navigate, evaluate, screenshot, and the events it produced."""
+def _open(driver, url: str, redirect: bool = False) -> None:
+    """Go to ``url`` (through about:blank, so that the logs hold this page only) and wait for
+    its load event; for a page that redirects, wait for the page it leads to as well."""
+    driver.get("about:blank")
+    driver.get_log("browser"), driver.get_log("performance")
+    driver.get(url)
+    if redirect:
+        from selenium.webdriver.support.ui import WebDriverWait
 
-    def __init__(self, browser: Chromium) -> None:
-        self.browser = browser
-        self.target = browser.call("Target.createTarget", {"url": "about:blank"})[
-            "targetId"
-        ]
-        self.session = browser.call(
-            "Target.attachToTarget", {"targetId": self.target, "flatten": True}
-        )["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.call(f"{domain}.enable")
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+        WebDriverWait(driver, LOAD_TIMEOUT).until(
+            lambda d: (
+                d.current_url != url
+                and d.execute_script("return document.readyState") == "complete"
+            ),
+            f"{url}: no redirect in {LOAD_TIMEOUT:.0f} s",
         )
-        self.start = len(browser.events)
 
-    def call(
-        self, method: str, params: Optional[dict] = None, timeout: float = 60.0
-    ) -> dict:
-        return self.browser.call(method, params, self.session, timeout)
 
-    def navigate(self, url: str, loads: int = 1) -> None:
-        """Go to ``url`` and wait for ``loads`` load events (2 for a page that redirects)."""
-        start = len(self.browser.events)
-        result = self.call("Page.navigate", {"url": url})
-        if result.get("errorText"):
-            raise AssertionError(f"navigation to {url} failed: {result['errorText']}")
-        for _ in range(loads):
-            event = self.browser.wait_event(
-                "Page.loadEventFired", self.session, start, LOAD_TIMEOUT
-            )
-            if event is None:
-                raise AssertionError(f"{url}: no load event in {LOAD_TIMEOUT:.0f} s")
-            with self.browser._lock:
-                start = self.browser.events.index(event) + 1
+def _evaluate(driver, expression: str) -> Any:
+    """The value of a JavaScript expression (a promise is awaited: WebDriver's execute)."""
+    return driver.execute_script("return " + expression.strip())
 
-    def evaluate(self, expression: str, timeout: float = READY_TIMEOUT + 15) -> Any:
-        result = self.call(
-            "Runtime.evaluate",
-            {"expression": expression, "awaitPromise": True, "returnByValue": True},
-            timeout=timeout,
+
+def _screenshot(driver, path: Path, height: int) -> None:
+    """The whole page: the viewport is made as tall as the page (at most MAX_SHOT_HEIGHT) and
+    left to settle first (capturing beyond a short viewport catches the layout mid-change).
+    A taller page is captured in parts, ``name.png``, ``name.part2.png``, ... scrolling down."""
+    total = max(HEIGHT, int(height))
+    view = min(total, MAX_SHOT_HEIGHT)
+    settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))"
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", _viewport(view))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for part in range(math.ceil(total / view)):
+        _evaluate(driver, f"(window.scrollTo(0, {part * view}), {settle})")
+        data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        target = (
+            path if part == 0 else path.with_name(f"{path.stem}.part{part + 1}.png")
         )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def screenshot(self, path: Path, height: int) -> None:
-        """The whole page: the viewport is made as tall as the page (at most MAX_SHOT_HEIGHT) and
-        left to settle first (capturing beyond a short viewport catches the layout mid-change).
-        A taller page is captured in parts, ``name.png``, ``name.part2.png``, ... scrolling down."""
-        total = max(HEIGHT, int(height))
-        view = min(total, MAX_SHOT_HEIGHT)
-        settle = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 500))))"
-        metrics = {
-            "width": WIDTH,
-            "height": view,
-            "deviceScaleFactor": 1,
-            "mobile": False,
-        }
-        self.call("Emulation.setDeviceMetricsOverride", metrics)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for part in range(math.ceil(total / view)):
-            self.evaluate(f"window.scrollTo(0, {part * view})")
-            self.evaluate(settle)
-            data = self.call("Page.captureScreenshot", {"format": "png"}, timeout=120)[
-                "data"
-            ]
-            target = (
-                path
-                if part == 0
-                else path.with_name(f"{path.stem}.part{part + 1}{path.suffix}")
-            )
-            target.write_bytes(base64.b64decode(data))
-        self.evaluate("window.scrollTo(0, 0)")
-        self.call("Emulation.setDeviceMetricsOverride", dict(metrics, height=HEIGHT))
-
-    def events(self) -> List[dict]:
-        with self.browser._lock:
-            return [
-                e
-                for e in self.browser.events[self.start :]
-                if e.get("sessionId") == self.session
-            ]
-
-    def close(self) -> None:
-        try:
-            self.browser.call(
-                "Target.closeTarget", {"targetId": self.target}, timeout=20
-            )
-        except CDPError:
-            pass
+        target.write_bytes(base64.b64decode(data["data"]))
+    _evaluate(driver, "window.scrollTo(0, 0)")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", _viewport(HEIGHT))
 
 
 # --------------------------------------------------------------------------- what a page must show
@@ -565,46 +405,21 @@ PAGE_REPORT_JS = r"""
 def _browser_favicon(url: str, base: str) -> bool:
     """Chromium asks for /favicon.ico by itself (the book declares no icon); a 404 there is not
     the page's doing and no reader sees it."""
-    return url == base + "favicon.ico"
+    return url.startswith(base + "favicon.ico")
 
 
-def _problems_in_console(events: List[dict], base: str) -> tuple:
-    """(errors, remote requests) from one page's DevTools events."""
+def _problems_in_console(console: List[dict], network: List[dict], base: str) -> tuple:
+    """(errors, remote requests) from one page's ChromeDriver logs: ``console`` is the
+    ``browser`` log, ``network`` the ``performance`` log (DevTools Network.* events)."""
     errors, remote, urls = [], [], {}
-    for event in events:
+    for entry in network:
+        event = json.loads(entry["message"])["message"]
         method, params = event.get("method"), event.get("params", {})
         if method == "Network.requestWillBeSent":
             url = params["request"]["url"]
             urls[params["requestId"]] = url
             if not url.startswith((base, "data:", "blob:", "about:")):
                 remote.append(url)
-        elif method == "Runtime.consoleAPICalled" and params.get("type") in (
-            "error",
-            "assert",
-        ):
-            args = " ".join(
-                str(a.get("value", a.get("description", "")))
-                for a in params.get("args", [])
-            )
-            errors.append(f"console.{params['type']}: {args}"[:500])
-        elif method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            description = details.get("exception", {}).get("description", "")
-            errors.append(
-                f"uncaught exception: {details.get('text', '')} {description} "
-                f"({details.get('url', '')}:{details.get('lineNumber', '')})"[:500]
-            )
-        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-            entry = params["entry"]
-            if entry.get("url") in ONLINE_ONLY or _browser_favicon(
-                entry.get("url", ""), base
-            ):
-                continue
-            errors.append(
-                f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"[
-                    :500
-                ]
-            )
         elif method == "Network.loadingFailed":
             url = urls.get(params["requestId"], "?")
             if url not in ONLINE_ONLY and not params.get("canceled"):
@@ -617,7 +432,19 @@ def _problems_in_console(events: List[dict], base: str) -> tuple:
                 errors.append(
                     f"HTTP {params['response']['status']}: {params['response']['url']}"
                 )
+    # SEVERE: an uncaught exception, console.error or console.assert, a failed load
+    for entry in console:
+        text = entry.get("message", "")
+        if entry.get("level") != "SEVERE" or _browser_favicon(text, base):
+            continue
+        if any(text.startswith(url) for url in ONLINE_ONLY):
+            continue
+        errors.append(f"{entry.get('source', 'console')}: {text}"[:500])
     return sorted(set(errors)), sorted(set(remote))
+
+
+def _shot_name(page: str) -> str:
+    return page[: -len(".html")].replace("/", "__") + ".png"
 
 
 def _shot_name(page: str) -> str:
@@ -660,33 +487,36 @@ def site():
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = _chromium()
-    if executable is None:
+    chromium = _executable("CHROMIUM", *CHROMIUM_NAMES)
+    chromedriver = _executable("CHROMEDRIVER", "chromedriver")
+    if chromium is None or chromedriver is None:
         _skip_or_fail(
-            "Chromium is not installed: run tools/install_browser.sh (Debian's chromium)"
+            "Chromium or ChromeDriver is not installed: run tools/install_browser.sh"
+            " (Debian's chromium and chromium-driver)"
         )
-    chromium = Chromium(executable)
-    yield chromium
-    chromium.close()
+    if importlib.util.find_spec("selenium") is None:
+        _skip_or_fail("selenium is not installed: run `make install`")
+    driver = _start_chromium(chromium, chromedriver)
+    yield driver
+    driver.quit()
 
 
-@pytest.fixture
-def tab(browser):
-    page = Tab(browser)
-    yield page
-    page.close()
+def _console(driver, base: str) -> tuple:
+    return _problems_in_console(
+        driver.get_log("browser"), driver.get_log("performance"), base
+    )
 
 
-def _report(tab: Tab, site: _Server, page: str) -> tuple:
+def _report(driver, site: _Server, page: str) -> tuple:
     redirects = re.search(
         r'http-equiv="refresh"[^>]*url=([^"]+)"',
         (HTML / page).read_text(encoding="utf-8"),
         re.I,
     )
-    tab.navigate(
-        site.url + page, loads=2 if redirects else 1
-    )  # index.html redirects to the intro
-    report = tab.evaluate(PAGE_REPORT_JS)
+    _open(
+        driver, site.url + page, redirect=bool(redirects)
+    )  # index.html leads to the intro
+    report = _evaluate(driver, PAGE_REPORT_JS)
     if redirects:
         target = site.url + (Path(page).parent / redirects.group(1)).as_posix().lstrip(
             "./"
@@ -695,8 +525,8 @@ def _report(tab: Tab, site: _Server, page: str) -> tuple:
             f"{page} should lead to {target}, it led to {report['url']}"
         )
     SHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(SHOTS / _shot_name(page), report["height"])
-    errors, remote = _problems_in_console(tab.events(), site.url)
+    _screenshot(driver, SHOTS / _shot_name(page), report["height"])
+    errors, remote = _console(driver, site.url)
     return report, errors, remote
 
 
@@ -755,10 +585,10 @@ def _local_file(url: str, base: str) -> Optional[Path]:
         )
     ],
 )
-def test_page(page, site, tab):
+def test_page(page, site, browser):
     if page == "none":
         _skip_or_fail(f"no built book at {HTML}: run `make book` first")
-    report, errors, remote = _report(tab, site, page)
+    report, errors, remote = _report(browser, site, page)
     problems = list(report["notes"])
     problems += [
         f"image not loaded: {i['src']}"
@@ -871,19 +701,22 @@ def test_controls_are_found_inside_interacts_box():
     assert _controls_shown(["bar"], [state]) == []
 
 
-def test_search_finds_pages(site, tab):
+def test_search_finds_pages(site, browser):
     """The search box works offline: a query for a word of the book lists pages."""
     if not PAGES:
         _skip_or_fail(f"no built book at {HTML}: run `make book` first")
-    tab.navigate(site.url + "search.html?q=mixture")
-    found = tab.evaluate("""
+    _open(browser, site.url + "search.html?q=mixture")
+    found = _evaluate(
+        browser,
+        """
       (async () => {
         const deadline = Date.now() + 30000;
         const hits = () => document.querySelectorAll('#search-results li, ul.search li').length;
         while (Date.now() < deadline && hits() === 0) await new Promise(r => setTimeout(r, 100));
         return hits();
-      })()""")
-    tab.screenshot(SHOTS / "search__mixture.png", HEIGHT)
-    errors, remote = _problems_in_console(tab.events(), site.url)
+      })()""",
+    )
+    _screenshot(browser, SHOTS / "search__mixture.png", HEIGHT)
+    errors, remote = _console(browser, site.url)
     assert found > 0, "searching for 'mixture' lists no page"
     assert not errors, errors
