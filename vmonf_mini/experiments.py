@@ -248,7 +248,20 @@ def matched_table(y: Any, clusters: Any, k: int) -> Tuple[np.ndarray, List[int]]
 
 
 def clusters_in_use(table: Any, share: float = 0.01) -> int:
-    """Columns (clusters) of a ``P(cluster | label)`` table that hold at least ``share`` of some label."""
+    """The book's one definition of a component (cluster) *in use*: it wins at least ``share``
+    (1%) of the points of some class. Counts the columns of a ``P(cluster | label)`` table, rows
+    labels (chapters 5, 8 and 9).
+
+    The table can come from :func:`matched_table` or, from labels ``y`` and assignments ``c``,
+    from :func:`vmonf_mini.metrics.contingency` (whose columns are only the clusters that occur:
+    a cluster without points is not in use either way).
+
+    >>> from vmonf_mini.metrics import contingency
+    >>> y = [0] * 100 + [1] * 100
+    >>> c = [0] * 99 + [2] + [1] * 100   # cluster 2 wins 1% of class 0; cluster 3 wins nothing
+    >>> clusters_in_use(contingency(y, c)), clusters_in_use(contingency(y, c), share=0.02)
+    (3, 2)
+    """
     return int((np.asarray(table).max(axis=0) >= share).sum())
 
 
