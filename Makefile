@@ -35,10 +35,11 @@ format: $(STAMP)
 
 ## what CI checks of the code's form: ruff's formatting, and what the chapters show a reader
 ## (tools/reader_stats.py: no visible assert, no visible line wider than the code column,
-## no helper defined in two chapters)
+## no helper defined in two chapters; and issue 29's course targets: no glue of text, no removed
+## cell over 30 lines, removed code lines at most the visible ones)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
-	$(BIN)/python tools/reader_stats.py --check
+	$(BIN)/python tools/reader_stats.py --check --course
 
 ## the HTML book, every chapter executed on the default budget; open _build/html/index.html
 ## The chapters are first executed in parallel (one kernel per core) into the build's cache;
