@@ -349,7 +349,7 @@ class ImageClusters:
 
     @property
     def start(self) -> np.ndarray:
-        """The kept run's head start: the Gaussian mixture's clusters it trained from."""
+        """The Gaussian mixture's clusters that the kept run trained from (its head start)."""
         return self.start_labels[self.chosen]
 
     def transform(self, pixels: Any) -> Tensor:
