@@ -323,8 +323,29 @@ def _unit_pixels(x: Tensor) -> Tensor:
     return x
 
 
+class _PredictsFromTransform:
+    """What both image results share: :meth:`predict` through the class's own ``transform``."""
+
+    model: VMoNF
+
+    def transform(
+        self, pixels: Any
+    ) -> Tensor:  # pragma: no cover - each class defines it
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, pixels: Any) -> np.ndarray:
+        """Clusters (argmax q(c|x)) of images ``pixels (N, D)``, new ones too.
+
+        ``pixels`` follow the rule of fitting: the fitted images' D columns, values in
+        ``[0, 1]`` (``transform`` refuses others); no dequantization noise is added.
+        """
+        z = self.transform(pixels).to(self.model.prior_logits.device)
+        return self.model.predict(z).cpu().numpy()
+
+
 @dataclass
-class ImageClusters:
+class ImageClusters(_PredictsFromTransform):
     """What :func:`cluster_images` fitted.
 
     ``labels (N,)``: the clusters, argmax q(c|x) of the kept VMoNF; ``model``: that VMoNF (a
@@ -356,12 +377,6 @@ class ImageClusters:
         """New images ``(N, D)`` in ``[0, 1]`` -> the model's input space (the embedding)."""
         x = as_data(pixels, dim=self.embedding.n_features, name="pixels")
         return self.embedding.transform(_unit_pixels(x))
-
-    @torch.no_grad()
-    def predict(self, pixels: Any) -> np.ndarray:
-        """Clusters (argmax q(c|x)) of new images ``(N, D)`` in ``[0, 1]``, as for fitting."""
-        z = self.transform(pixels).to(self.model.prior_logits.device)
-        return self.model.predict(z).cpu().numpy()
 
 
 def cluster_images(
@@ -491,7 +506,7 @@ PCA_IMAGE_RECIPE: Dict[str, Any] = dict(
 
 
 @dataclass
-class PCAImageClusters:
+class PCAImageClusters(_PredictsFromTransform):
     """What :func:`cluster_images_pca` fitted: ``labels (N,)`` (argmax q(c|x)), the trained ``model``
     (on the whitened PCA coordinates), the ``pca`` (:class:`~vmonf_mini.preprocess.PCAWhitening`), the Gaussian mixture
     ``gmm`` that gave the start, its own clusters ``gmm_labels``, and the training ``history``."""
@@ -513,15 +528,6 @@ class PCAImageClusters:
             pixels, dim=int(self.pca.mean.shape[0]), name="pixels", dtype=torch.float64
         )
         return self.pca.forward(_unit_pixels(x)).float()
-
-    @torch.no_grad()
-    def predict(self, pixels: Any) -> np.ndarray:
-        """Clusters (argmax q(c|x)) of images ``pixels (N, D)``, new ones too (no dequantization noise added).
-
-        ``pixels`` follow the rule of fitting: values in ``[0, 1]`` (:meth:`transform`).
-        """
-        z = self.transform(pixels).to(self.model.prior_logits.device)
-        return self.model.predict(z).cpu().numpy()
 
 
 def cluster_images_pca(
