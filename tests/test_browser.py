@@ -376,13 +376,20 @@ PAGE_REPORT_JS = r"""
     notes,
     images: imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
       alt: (i.getAttribute('alt') || '').trim()})),
-    // code blocks a reader sees (not those inside a closed toggle) that scroll sideways; the
-    // docstrings that autodoc renders (dl.py) are the package's, not the book's code column
-    codeScrolls: Array.from(document.querySelectorAll('div.highlight pre'))
-      .filter(p => p.clientWidth > 0 && !p.closest('details:not([open])') && !p.closest('dl.py'))
-      .filter(p => p.scrollWidth > p.clientWidth + 1)
-      .map(p => p.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, ''))
-      .map(l => `${l.length} characters: ${l.trim().slice(0, 70)}`),
+    // code blocks a reader sees or can open that scroll sideways: closed toggles (collapsed
+    // `hide-input` cells) are opened for the measurement and closed again; the docstrings
+    // that autodoc renders (dl.py) are the package's, not the book's code column
+    codeScrolls: (() => {
+      const closed = Array.from(document.querySelectorAll('details:not([open])'));
+      closed.forEach(d => { d.open = true; });
+      const wide = Array.from(document.querySelectorAll('div.highlight pre'))
+        .filter(p => p.clientWidth > 0 && !p.closest('dl.py'))
+        .filter(p => p.scrollWidth > p.clientWidth + 1)
+        .map(p => p.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, ''))
+        .map(l => `${l.length} characters: ${l.trim().slice(0, 70)}`);
+      closed.forEach(d => { d.open = false; });
+      return wide;
+    })(),
     math: maths.length,
     mathUnrendered: maths.filter(m => !m.querySelector(%(math_output)s)).map(m => m.textContent.trim().slice(0, 100)),
     mathWithBackslash: maths.filter(m => text(m).includes('\\')).map(m => text(m).trim().slice(0, 100)),
