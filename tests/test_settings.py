@@ -149,7 +149,9 @@ def test_paper_mnist_holds_the_configs_and_keeps_its_record_format():
     config = PAPER_MNIST["smoke"]
     assert set(config.as_dict()) == {f.name for f in dataclasses.fields(PaperMNIST)}
     assert config.train.epochs == config.epochs and config.train.lr == config.lr
-    assert config.train.min_temperature == config.temperature_floor
+    # the floor in one place: the schedule's (the training adds none of its own)
+    assert config.train.temperature.floor == config.temperature_floor
+    assert config.train.min_temperature is None
     assert config.model.k == config.k and config.model.flow == "maf"
 
 

@@ -101,7 +101,7 @@ class ExponentialDecay:
 
     def __call__(self, step: int) -> float:
         value = self.start * math.exp(-self.rate * step)
-        return value if self.floor is None else max(self.floor, value)
+        return floor_temperature(value, self.floor)
 
 
 @dataclass
