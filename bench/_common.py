@@ -88,7 +88,13 @@ def interleaved(
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table (copy-pasteable into an issue or the README)."""
+    """A Markdown table (copy-pasteable into an issue or the README).
+
+    Not :func:`vmonf_mini.presentation.markdown_table`, the chapters' table: this one pads every
+    column to one width, so that it reads as a table on a terminal too, and formats numbers
+    for reading (three significant figures, thousands separators, NaN as ``-``), where
+    ``markdown_table`` writes ``str(value)``; ``book/timings.md`` holds its output.
+    """
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [

@@ -1,6 +1,7 @@
 """One vocabulary for the settings: TrainConfig, ModelConfig, and what holds them (issue 26)."""
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 import vmonf_mini as vm
-from vmonf_mini import ModelConfig, TrainConfig
+from vmonf_mini import ModelConfig, TrainConfig, checks
 from vmonf_mini.experiments import PAPER_MNIST, PaperMNIST
 
 
@@ -149,7 +150,9 @@ def test_paper_mnist_holds_the_configs_and_keeps_its_record_format():
     config = PAPER_MNIST["smoke"]
     assert set(config.as_dict()) == {f.name for f in dataclasses.fields(PaperMNIST)}
     assert config.train.epochs == config.epochs and config.train.lr == config.lr
-    assert config.train.min_temperature == config.temperature_floor
+    # the floor in one place: the schedule's (the training adds none of its own)
+    assert config.train.temperature.floor == config.temperature_floor
+    assert config.train.min_temperature is None
     assert config.model.k == config.k and config.model.flow == "maf"
 
 
@@ -190,15 +193,73 @@ def test_estimator_parameters_are_checked_by_scikit_learns_constraints(params, n
         vm.MixtureOfFlows(3, **TINY, **params).fit(_blobs())
 
 
-def test_estimator_labels_are_checked_once_at_its_entry(monkeypatch):
-    """y is checked by MixtureOfFlows.fit; training takes the checked tensor as it is."""
+@pytest.mark.parametrize("label_graph", [None, 10])
+def test_estimator_labels_are_checked_once_at_its_entry(monkeypatch, label_graph):
+    """y is checked once, by MixtureOfFlows.fit (its ``_labels``); neither training nor the
+    choice of run (VMoNF's ELBO with labels, per run) checks the tensor again: every module
+    of the package that imports ``as_labels`` counts its calls."""
+    calls = []
+    entry = vm.MixtureOfFlows._labels
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("training checked the labels again")
+    def counted_entry(*args):
+        calls.append("MixtureOfFlows._labels")
+        return entry(*args)
 
-    monkeypatch.setattr("vmonf_mini.training.as_labels", refuse)
+    as_labels = checks.as_labels
+
+    def counted(*args, **kwargs):
+        calls.append("as_labels")
+        return as_labels(*args, **kwargs)
+
+    monkeypatch.setattr(vm.MixtureOfFlows, "_labels", staticmethod(counted_entry))
+    patched = set()
+    for name, module in list(sys.modules.items()):
+        if (
+            name.startswith("vmonf_mini")
+            and getattr(module, "as_labels", None) is as_labels
+        ):
+            monkeypatch.setattr(module, "as_labels", counted)
+            patched.add(name)
+    assert {"vmonf_mini.checks", "vmonf_mini.training", "vmonf_mini.mixture"} <= patched
     x = _blobs()
     y = np.full(len(x), -1)
     y[:6] = [0, 0, 1, 1, 2, 2]
-    est = vm.MixtureOfFlows(3, max_epochs=1, label_graph=None, random_state=0, **TINY)
+    est = vm.MixtureOfFlows(
+        3, max_epochs=1, label_graph=label_graph, random_state=0, **TINY
+    )
     assert est.fit(x, y).n_iter_ == 1
+    assert calls == ["MixtureOfFlows._labels"]
+    # the public entries still check: VMoNF.elbo and fit refuse a label out of range
+    y[0] = 3
+    with pytest.raises(ValueError, match=r"labels must be -1 \(unlabeled\) or 0..2"):
+        est.model_.elbo(torch.zeros(len(x), 2), labels=y)
+    assert calls.count("as_labels") == 1
+
+
+@pytest.mark.parametrize(
+    "labeled, unlabeled, message",
+    [(1, 149, "y labels exactly one point"), (149, 1, "exactly one point unlabeled")],
+)
+def test_estimator_refuses_a_lone_point_of_either_kind_at_its_entry(
+    labeled, unlabeled, message
+):
+    """Training takes the estimator's labels unchecked, so its entry refuses what batch norm
+    cannot train on (fit's own entry refuses the same for vm.fit callers)."""
+    y = np.array([0] * labeled + [-1] * unlabeled)
+    est = vm.MixtureOfFlows(3, max_epochs=1, random_state=0, **TINY)
+    with pytest.raises(ValueError, match=message):
+        est.fit(_blobs(), y)
+
+
+@pytest.mark.parametrize(
+    "lone, message",
+    [(0, "labels mark one point"), (-1, "x needs at least two points to train on")],
+)
+def test_fit_refuses_a_lone_point_of_either_kind_at_its_entry(lone, message):
+    x, model = _x(), _model()
+    labels = torch.full((len(x),), 1 if lone == -1 else -1)
+    labels[0] = lone
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        vm.fit(model, x, labels, epochs=1, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

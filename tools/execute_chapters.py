@@ -20,6 +20,19 @@ socket and the client waits, kernel idle, until the poll's timeout (the cell tim
 here), whose final ``zmq_poll`` finds the reply and the chapter goes on. Ending every wait after
 at most ``WAIT_SLICE`` seconds with that same check bounds a lost wake-up to ``WAIT_SLICE``. A
 wait that ended with a message its wake-up had missed is counted and printed ("late replies").
+``tools/lost_wakeup_demo.py`` loses one wake-up on demand and prints how long a 1 s cell then
+takes with nbclient's client (the whole cell timeout) and with this script's (within a slice).
+
+Why not jupyter-cache's own parallel executor (``local-parallel``,
+``jupyter_cache.executors.basic.JupyterExecutorLocalMproc``): in jupyter-cache 1.0.1 its
+workers call ``single_nb_execution(nb, cwd, timeout, allow_errors)`` and nothing else, and
+``run_and_cache`` hands them no further argument. It thus runs nbclient's default kernel
+manager and client: the bounded waits above (``kernel_manager_class``, the fix for the lost
+zmq wake-up that stalled the build for a whole cell timeout) could not be passed, nor the
+stall watch's hooks (``on_cell_execute``, ``on_cell_executed``), and its ``multiprocessing.Pool``
+takes one process per CPU core and the project records in their stored order (no ``--jobs``, no
+longest-first). This script calls the same ``single_nb_execution`` with those arguments and
+caches the result as myst-nb does.
 
 Each cell's wall time is kept in ``_build/.cell_times.json`` (per budget); when a cell runs more
 than three times its usual time (``stall_watch``), its chapter's messages so far, the kernel's

@@ -12,6 +12,14 @@ Nothing fetched here is committed (everything lands under ``_build/``, which is 
     package fetched with ``apt-get download`` and unpacked without installing, and finally the
     npm package ``mathjax@2.7.9`` (the same release).
 
+    Why this plumbing and not the ``sphinx-mathjax-offline`` extension: its 0.0.2 (the latest
+    release, files of 2021-2022) ships MathJax 3.2.2 (``tex-chtml.js``, no ``MathJax.js``)
+    and sets ``mathjax_path`` to it, so the book's MathJax 2 settings (``mathjax2_config``,
+    ``book/_static/vmonf.css``) would no longer apply. The book's widget pages need MathJax 2:
+    myst-nb loads ``@jupyter-widgets/html-manager@1.0.6`` (its default ``ipywidgets_js``), whose
+    ``embed-amd.js`` typesets every widget's description with ``MathJax.Hub.Queue`` whenever a
+    ``MathJax`` is on the page, and ``MathJax.Hub`` is MathJax 2's API (MathJax 3 has none).
+
 ``npm SPEC [SPEC ...]``
     ``npm pack`` packages (e.g. ``@jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4``) and
     unpack them into ``_build/offline_cache/npm/<name>@<version>/``. The browser test uses this

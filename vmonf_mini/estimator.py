@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .checks import check_positive_int
 from .mixture import ModelConfig, VMoNF
 from .runtime import default_device
-from .training import TrainConfig, _fit_runs, _RunOptions, head_start
+from .training import INIT_METHODS, TrainConfig, _fit_runs, _RunOptions, head_start
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -82,7 +82,7 @@ def _constraints() -> dict:
         "hidden": [count(1), list, tuple],
         "encoder_hidden": [count(1), list, tuple],
         "n_init": [count(1)],
-        "init": [StrOptions({"gmm", "kmeans", "random"})],
+        "init": [StrOptions(set(INIT_METHODS))],
         "init_epochs": [count(1)],
         "max_epochs": [count(1), StrOptions({"auto"})],
         "pretrain_epochs": [count(0)],
@@ -313,11 +313,8 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(
                 "flow='realnvp' needs at least 2 features (a coupling layer splits them), got n_features = 1: use flow='maf'"
             )
+        # the labels' one check (their counts too): training and _objective take them as they are
         labels = self._labels(y, X.shape[0], k)
-        if labels is not None and labels.eq(-1).sum() == 1:
-            raise ValueError(
-                "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
-            )
         architecture, config = self._configs(X.shape[1], labels is not None)
         mean, scale = _mean_and_scale(X)
         standardised = _standardise(
@@ -443,7 +440,10 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
 
     @staticmethod
     def _labels(y: Any, n: int, k: int) -> Optional[torch.Tensor]:
-        """``y`` as a tensor of ``-1`` / ``0..K-1``, or ``None`` when absent or all unlabeled."""
+        """``y`` as a tensor of ``-1`` / ``0..K-1``, or ``None`` when absent or all unlabeled: the
+        one check of the labels on the estimator's path (``_fit_runs(checked=True)`` and
+        :meth:`_objective` take the tensor as it is). With ``n >= 2`` (``fit`` asks for two rows)
+        the counts checked here are all that training would refuse."""
         if y is None:
             return None
         y = column_or_1d(np.asarray(y), warn=True)
@@ -464,6 +464,15 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             )
         if np.all(y == -1):
             return None
+        # batch norm needs two points in a batch of each kind (training does not check again)
+        if np.sum(y == -1) == 1:
+            raise ValueError(
+                "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
+            )
+        if np.sum(y >= 0) == 1:
+            raise ValueError(
+                "y labels exactly one point; batch norm needs two: label another or none"
+            )
         return torch.as_tensor(y, dtype=torch.long)
 
     @torch.no_grad()
@@ -472,13 +481,9 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
     ) -> float:
         """Mean over ``x`` of the ELBO at T=1 (``log p(x, y)`` for labeled points), standardised units."""
         model.eval()
-        device = model.prior_logits.device
-        total = 0.0
-        for i in range(0, x.shape[0], _CHUNK):
-            part = x[i : i + _CHUNK].to(device=device, dtype=torch.float64)
-            lab = None if labels is None else labels[i : i + _CHUNK].to(device)
-            total += float(model.elbo(part, labels=lab).sum())
-        mean = total / x.shape[0]
+        values = model._checked_elbo(x, 1.0, _CHUNK, labels)  # fit checked the labels
+        # summed a chunk at a time, in the order the chunks were evaluated (same rounding)
+        mean = sum(float(part.sum()) for part in values.split(_CHUNK)) / x.shape[0]
         return mean if math.isfinite(mean) else -math.inf
 
     # ------------------------------------------------------------------ helpers

@@ -127,7 +127,9 @@ class PaperMNIST:
 
     @property
     def train(self) -> TrainConfig:
-        """The training's settings; the temperature floor is also the smallest temperature."""
+        """The training's settings. The temperature floor lives in the schedule alone (what
+        :class:`EpochLog` reads back), so the training sets no ``min_temperature`` of its own:
+        ``temperature_floor=None`` then means no floor at all, the paper's."""
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -136,7 +138,7 @@ class PaperMNIST:
             temperature=ExponentialDecay(
                 rate=self.temperature_rate, floor=self.temperature_floor
             ),
-            min_temperature=self.temperature_floor,
+            min_temperature=None,
         )
 
     def as_dict(self) -> Dict[str, Any]:

@@ -501,12 +501,21 @@ class VMoNF(nn.Module):
         rows at once).
         """
         check_temperature(temperature)
+        if labels is not None:
+            x = self._data(x)
+            labels = as_labels(labels, x.shape[0], self.k)
+        return self._checked_elbo(x, temperature, chunk_size, labels)
+
+    def _checked_elbo(
+        self, x: Any, temperature: float, chunk_size: int, labels: Optional[Tensor]
+    ) -> Tensor:
+        """:meth:`elbo` of labels already checked (``None``, or a ``(N,)`` tensor of ``-1`` and
+        ``0..K-1`` on any device): the estimator's objective, whose labels its ``fit`` checked."""
         if labels is None:
             return self._in_chunks(
                 lambda part: self._elbo(part, temperature), x, chunk_size
             )
-        x = self._data(x)
-        y = as_labels(labels, x.shape[0], self.k).to(x.device)
+        y = labels.to(self._reference.device)
         return self._in_chunks(
             lambda part, y_part: self._elbo(part, temperature, y_part), x, chunk_size, y
         )

@@ -43,8 +43,9 @@ def floor_temperature(
 ) -> float:
     """``max(temperature, floor)``, the temperature that divides the logits (``floor=None``: none).
 
-    The one place the package floors a temperature: the model's posterior at
-    ``MIN_TEMPERATURE``, the training at its ``min_temperature`` (chapter 5).
+    The one function the package floors a temperature with: the model's posterior at
+    ``MIN_TEMPERATURE``, the training at its ``min_temperature``, and
+    :class:`~vmonf_mini.ExponentialDecay` at its ``floor`` (chapter 5).
 
     >>> floor_temperature(1e-5), floor_temperature(1e-5, None), floor_temperature(0.5, 0.01)
     (0.001, 1e-05, 0.5)
@@ -53,7 +54,12 @@ def floor_temperature(
 
 
 def tempered_log_q(logits: Tensor, temperature: float) -> Tensor:
-    """``log q(c|x) = log_softmax(logits / T)`` (chapter 5); ``T`` floored by :func:`floor_temperature`."""
+    """``log q(c|x) = log_softmax(logits / T)`` (chapter 5), ``T`` as given: no floor here.
+
+    Callers floor ``T`` first with :func:`floor_temperature` where they need one (the training
+    through :meth:`~vmonf_mini.TrainConfig.temperature_at`, :meth:`~vmonf_mini.VMoNF.log_posterior`
+    at ``MIN_TEMPERATURE``).
+    """
     return torch.log_softmax(logits / temperature, dim=-1)
 
 

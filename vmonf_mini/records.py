@@ -33,9 +33,6 @@ import torch
 
 from .atomic import write_atomically
 
-# The HTML of a record moved to vmonf_mini.record_html; chapter 8 calls these as vm.records.*.
-from .record_html import figure_html, html_table, record_box, records_box  # noqa: F401
-
 __all__ = [
     "PROVENANCE_FIELDS",
     "write_record",

@@ -101,7 +101,7 @@ class ExponentialDecay:
 
     def __call__(self, step: int) -> float:
         value = self.start * math.exp(-self.rate * step)
-        return value if self.floor is None else max(self.floor, value)
+        return floor_temperature(value, self.floor)
 
 
 @dataclass
@@ -577,7 +577,8 @@ def _fit_runs(
     ``per_run``: ``x``, ``labels`` and ``init`` may be lists of one entry per model (fit_many).
     ``checked``: the caller (the estimator, a public entry) has already checked ``x`` and
     ``labels``: ``x`` is a tensor in the models' dtype, ``labels`` ``None`` or a tensor of
-    ``-1`` and ``0..K-1``, ``init`` ``None``, a method name or checked assignments.
+    ``-1`` and ``0..K-1`` whose counts pass :func:`_check_counts`, ``init`` ``None``, a method
+    name or checked assignments.
     """
     problem = first_difference(models, compare_device=options.device is None)
     if problem:
@@ -608,10 +609,12 @@ def _fit_runs(
             _checked_init(init, data.shape[0], k, name)
             for init, data, name in zip(inits, points, init_names)
         ]
+        for i, (y, data, name) in enumerate(zip(labels, points, label_names)):
+            _check_counts(i, y, data.shape[0], name, config)
     if seeds is None:
         seeds = [int(torch.randint(0, 2**31 - 1, ()).item()) for _ in models]
     runs = [
-        _new_run(i, seeds[i], labels[i], label_names[i], inits[i], data, k, config)
+        _new_run(i, seeds[i], labels[i], inits[i], data, k, config)
         for i, data in enumerate(points)
     ]
     device = options.device or ref.device
@@ -654,42 +657,52 @@ def _checked_init(init: Any, n: int, k: int, name: str) -> Any:
     return as_labels(init, n, k, name, allow_unlabeled=False).cpu()
 
 
+def _check_counts(
+    index: int, y: Optional[Tensor], n: int, label_name: str, config: TrainConfig
+) -> None:
+    """What run ``index``'s labels ``y`` (``None``: none; ``label_name`` in the errors) of ``n``
+    points must hold for its batches: two points of each kind that it has (batch norm needs
+    two), and labels where ``pretrain_epochs`` or ``label_graph`` needs them. Checked at the
+    entry of :func:`fit` and :func:`fit_many`; the estimator checks its ``y`` at its own."""
+    labeled = 0 if y is None else int((y >= 0).sum())
+    unlabeled = n - labeled
+    where = f" (run {index})" if index else ""
+    if labeled == 1:
+        raise ValueError(
+            f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
+        )
+    if config.pretrain_epochs and labeled < 2:
+        raise ValueError(
+            f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
+        )
+    if unlabeled == 1 or (unlabeled == 0 and labeled < 2):
+        raise ValueError(
+            f"x needs at least two points to train on (batch norm needs two){where}"
+        )
+    if config.label_graph is not None and labeled == 0:
+        raise ValueError(
+            f"label_graph propagates labels, but {label_name} mark no point: "
+            "label a few points per class (labels >= 0), or set label_graph=None"
+        )
+
+
 def _new_run(
     index: int,
     seed: int,
     y: Optional[Tensor],
-    label_name: str,
     init: Any,
     x: Tensor,
     k: int,
     config: TrainConfig,
 ) -> _RunData:
-    """Run ``index`` from checked inputs: labels ``y`` (``None``: none; ``label_name`` in its
-    errors), ``init`` (``None``, a method name or assignments) and data ``x``."""
+    """Run ``index`` from checked inputs (:func:`_check_counts` included): labels ``y``
+    (``None``: none), ``init`` (``None``, a method name or assignments) and data ``x``."""
     n = x.shape[0]
     y = torch.full((n,), -1, dtype=torch.long) if y is None else y.cpu()
     labeled = (y >= 0).nonzero(as_tuple=True)[0]
     unlabeled = (y < 0).nonzero(as_tuple=True)[0]
-    where = f" (run {index})" if index else ""
-    if labeled.numel() == 1:
-        raise ValueError(
-            f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
-        )
-    if config.pretrain_epochs and labeled.numel() < 2:
-        raise ValueError(
-            f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
-        )
-    if unlabeled.numel() == 1 or (unlabeled.numel() == 0 and labeled.numel() < 2):
-        raise ValueError(
-            f"x needs at least two points to train on (batch norm needs two){where}"
-        )
     soft = None
     if config.label_graph is not None:
-        if labeled.numel() == 0:
-            raise ValueError(
-                f"label_graph propagates labels, but {label_name} mark no point: "
-                "label a few points per class (labels >= 0), or set label_graph=None"
-            )
         from .graph import propagate
 
         probs = propagate(
