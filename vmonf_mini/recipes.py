@@ -295,7 +295,7 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 #: :class:`~vmonf_mini.ModelConfig` fields other than ``dim`` and ``k``, and ``fit`` the
 #: :class:`~vmonf_mini.TrainConfig` of every run.
 IMAGE_RECIPE: Dict[str, Any] = dict(
-    embedding=dict(dim=10, pca_dim=50, n_neighbors=30),
+    embedding=dict(dim=10, pca_dim=50, n_neighbors=15),
     gmm_starts=10,
     starts=1,  # the most likely mixture: the ELBO of several ranks merged partitions higher
     model=dict(flow="realnvp", blocks=4, hidden=32, encoder_hidden=(64, 64)),
@@ -394,7 +394,7 @@ def cluster_images(
     """Chapter 8's recipe: an embedding of the images, a Gaussian-mixture start, a VMoNF.
 
     1. the images are embedded in 10 dimensions by :class:`~vmonf_mini.embedding.ImageEmbedding`
-       (UMAP of their top 50 principal components, 30 neighbours, ``random_state=seed``);
+       (UMAP of their top 50 principal components, 15 neighbours, ``random_state=seed``);
     2. ``gmm_starts`` full-covariance Gaussian mixtures of ``k`` components (default 10, each
        from one k-means start, ``random_state = 1000 * seed + r``) cluster the embedding;
        the ``starts`` distinct partitions of highest likelihood (default 1: the most likely;
