@@ -407,13 +407,13 @@ def cluster_images(
     The default is one start because the ELBO ranks partitions badly: on MNIST 0-4 (seeds
     0-2) the most likely mixture matched 0.99 of the digits on every seed, and with
     ``starts=4`` the VMoNF of highest ELBO was one whose start merges two digits (0.72 matched
-    accuracy). Measured with the defaults by ``bench/images.py`` (MNIST training images,
-    matched accuracy, median / worst of seeds 0-4): digits 0-4 0.990 / 0.990 (k-means 0.878 /
-    0.878, PCA-10 + GMM 0.935 / 0.935), 155 s per seed (median, 2 shared CPU cores); all ten
-    digits 0.856 / 0.832 (k-means 0.556 / 0.513, PCA-10 + GMM 0.649 / 0.544): on seeds 2-4
-    the most likely mixture on the map does not separate the digits (0.83);
-    {3, 5, 8} 0.977 / 0.974, {4, 7, 9} 0.977 / 0.960, {1, 7} 0.994 / 0.994 (the README has
-    the full table). The VMoNF changed its start's partition by at most 0.027.
+    accuracy). UMAP's neighbours are 15 because with 30 the map of all ten MNIST digits
+    did not keep them apart on seeds 2-4 (the most likely mixture matched 0.83 there). Measured
+    with the defaults by ``bench/images.py`` (MNIST training images, matched accuracy,
+    median / worst of seeds 0-4): digits 0-4 0.990 / 0.990 (k-means 0.878 / 0.878, PCA-10 +
+    GMM 0.935 / 0.935); all ten digits 0.973 / 0.968 (k-means 0.556 / 0.513, PCA-10 + GMM
+    0.649 / 0.544); {3, 5, 8} 0.976 / 0.976, {4, 7, 9} 0.980 / 0.966, {1, 7} 0.995 / 0.994
+    (the README has the table and the times). The VMoNF changed its start's partition little.
 
     Args:
         pixels: images ``(N, D)`` in ``[0, 1]``, e.g. MNIST / 255 or scikit-learn's digits / 16.
