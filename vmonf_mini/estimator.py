@@ -473,7 +473,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(
                 "y labels exactly one point; batch norm needs two: label another or none"
             )
-        return torch.as_tensor(y, dtype=torch.long)
+        return torch.tensor(y, dtype=torch.long)  # a copy: y may be read-only
 
     @torch.no_grad()
     def _objective(
