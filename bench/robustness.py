@@ -75,7 +75,7 @@ class Experiment:
     threshold: float
     data: Callable[[], Tuple[torch.Tensor, torch.Tensor]]
     model: Dict[str, Any]  # VMoNF arguments
-    fit: Dict[str, Any]  # fit arguments
+    training: Dict[str, Any]  # vm.fit's training settings
     labels_per_class: int = 0  # > 0: semi-supervised with this many labels per class
     quick_epochs: Dict[str, int] = field(
         default_factory=dict
@@ -91,7 +91,7 @@ def _experiment(recipe: Any, threshold: float, quick: Dict[str, int]) -> Experim
         threshold,
         lambda: tuple(recipes.data_for(recipe)),
         model=dict(recipe.model),
-        fit=dict(recipe.fit),
+        training=dict(recipe.training),
         labels_per_class=recipe.labels_per_class,
         quick_epochs=quick,
     )
@@ -132,7 +132,7 @@ def run_one(name: str, seed: int, quick: bool, threads: int) -> Dict[str, Any]:
         labels = _labels(y, exp.labels_per_class, seed)
         vm.seed_everything(seed)
         model = vm.VMoNF(**exp.model)
-        settings = {**exp.fit, **(exp.quick_epochs if quick else {})}
+        settings = {**exp.training, **(exp.quick_epochs if quick else {})}
         history = vm.fit(model, x, labels, seed=seed, progress=False, **settings)
         with torch.no_grad():
             predicted = model.predict(x)
@@ -184,7 +184,7 @@ def run_together(
     for seed in seeds:
         vm.seed_everything(seed)
         models.append(vm.VMoNF(**exp.model))
-    settings = {**exp.fit, **(exp.quick_epochs if quick else {})}
+    settings = {**exp.training, **(exp.quick_epochs if quick else {})}
     labels = (
         [_labels(y, exp.labels_per_class, seed) for seed in seeds]
         if exp.labels_per_class

@@ -328,7 +328,7 @@ def run_runs(
     print(
         f"\n### R runs at the {rc.name} configuration ({rc.model['flow']} {rc.model['blocks']} blocks, hidden "
         f"{rc.model['hidden']}, K={rc.model['k']}, encoder {rc.model['encoder_hidden']}, batch "
-        f"{rc.fit['batch_size']}; device {_device_name(device)}): ms per epoch, {epochs} epochs per timing "
+        f"{rc.training['batch_size']}; device {_device_name(device)}): ms per epoch, {epochs} epochs per timing "
         f"(the models built before each timing, outside it), median of {repeats}",
         flush=True,
     )
@@ -354,13 +354,15 @@ def run_runs(
             seeds=list(range(len(models))),
             epochs=epochs,
             progress=False,
-            **rc.fit,
+            **rc.training,
         )
 
     def one_by_one(runs: Tuple[List[vm.VMoNF], List[Optional[torch.Tensor]]]) -> None:
         models, labels = runs
         for seed, (model, lab) in enumerate(zip(models, labels)):
-            vm.fit(model, x, lab, seed=seed, epochs=epochs, progress=False, **rc.fit)
+            vm.fit(
+                model, x, lab, seed=seed, epochs=epochs, progress=False, **rc.training
+            )
 
     out: Dict[int, Dict[str, float]] = {}
     for r in (
@@ -431,7 +433,7 @@ cuda = torch.device({device!r}).type == "cuda"
 if not cuda:
     Path("/proc/self/clear_refs").write_text("5")
 before = 0.0 if cuda else mb("VmRSS")
-vm.fit_many(models, x, labels, seeds=list(range({r})), epochs=1, progress=False, **rc.fit)
+vm.fit_many(models, x, labels, seeds=list(range({r})), epochs=1, progress=False, **rc.training)
 peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else mb("VmHWM")
 print(peak, peak - before)
 """

@@ -30,13 +30,13 @@ def test_run_many_trains_one_run_per_seed_as_run_does():
             )
 
 
-def test_with_fit_overrides_without_touching_the_recipe():
+def test_with_training_overrides_without_touching_the_recipe():
     paper = recipes.pinwheel_paper()
-    short = paper.with_fit(epochs=2)
-    assert short.fit["epochs"] == 2 and paper.fit["epochs"] == 400
+    short = paper.with_training(epochs=2)
+    assert short.training["epochs"] == 2 and paper.training["epochs"] == 400
     assert short.model == paper.model
     with pytest.raises(TypeError, match=r"unknown training settings \['epoch'\]"):
-        paper.with_fit(epoch=2)
+        paper.with_training(epoch=2)
 
 
 def test_run_builds_and_trains_the_recipe():

@@ -139,20 +139,24 @@ def test_model_config_refuses_a_bad_setting_naming_it(changes, error, message):
 
 def test_a_recipe_holds_both_configs_and_checks_dicts():
     recipe = vm.recipes.pinwheel(epochs=3)
-    assert isinstance(recipe.model, ModelConfig) and isinstance(recipe.fit, TrainConfig)
-    again = dataclasses.replace(recipe, model=dict(recipe.model), fit=dict(recipe.fit))
+    assert isinstance(recipe.model, ModelConfig) and isinstance(
+        recipe.training, TrainConfig
+    )
+    again = dataclasses.replace(
+        recipe, model=dict(recipe.model), training=dict(recipe.training)
+    )
     assert again == recipe
-    with pytest.raises(TypeError, match=r"unknown fit settings \['epoch'\]"):
-        dataclasses.replace(recipe, fit=dict(epoch=3))
+    with pytest.raises(TypeError, match=r"unknown training settings \['epoch'\]"):
+        dataclasses.replace(recipe, training=dict(epoch=3))
 
 
 def test_paper_mnist_holds_the_configs_and_keeps_its_record_format():
     config = PAPER_MNIST["smoke"]
     assert set(config.as_dict()) == {f.name for f in dataclasses.fields(PaperMNIST)}
-    assert config.train.epochs == config.epochs and config.train.lr == config.lr
+    assert config.training.epochs == config.epochs and config.training.lr == config.lr
     # the floor in one place: the schedule's (the training adds none of its own)
-    assert config.train.temperature.floor == config.temperature_floor
-    assert config.train.min_temperature is None
+    assert config.training.temperature.floor == config.temperature_floor
+    assert config.training.min_temperature is None
     assert config.model.k == config.k and config.model.flow == "maf"
 
 
@@ -238,7 +242,10 @@ def test_estimator_labels_are_checked_once_at_its_entry(monkeypatch, label_graph
 
 @pytest.mark.parametrize(
     "labeled, unlabeled, message",
-    [(1, 149, "y labels exactly one point"), (149, 1, "exactly one point unlabeled")],
+    [
+        (1, 149, "y: exactly one point is labeled"),
+        (149, 1, "y: exactly one point is unlabeled"),
+    ],
 )
 def test_estimator_refuses_a_lone_point_of_either_kind_at_its_entry(
     labeled, unlabeled, message
@@ -253,7 +260,7 @@ def test_estimator_refuses_a_lone_point_of_either_kind_at_its_entry(
 
 @pytest.mark.parametrize(
     "lone, message",
-    [(0, "labels mark one point"), (-1, "x needs at least two points to train on")],
+    [(0, "exactly one point is labeled"), (-1, "exactly one point is unlabeled")],
 )
 def test_fit_refuses_a_lone_point_of_either_kind_at_its_entry(lone, message):
     x, model = _x(), _model()

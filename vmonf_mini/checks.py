@@ -25,6 +25,7 @@ __all__ = [
     "as_labels",
     "check_bool",
     "check_fields",
+    "check_label_counts",
     "SettingsMapping",
     "check_number",
     "check_positive_int",
@@ -109,6 +110,31 @@ def as_labels(
         allowed = f"-1 (unlabeled) or 0..{k - 1}" if allow_unlabeled else f"0..{k - 1}"
         raise ValueError(f"{name} must be {allowed}; found {t[bad][:5].tolist()}")
     return t
+
+
+def check_label_counts(
+    labeled: int, unlabeled: int, name: str, where: str = ""
+) -> None:
+    """Refuse labels ``name`` that leave a lone point of either kind: batch norm normalizes the
+    labeled and the unlabeled points in batches of their own, and needs two of each kind that
+    is present (chapter 7). ``where`` (e.g. ``" (run 2)"``) follows the count in the message.
+
+    >>> check_label_counts(2, 0, "y")
+    >>> check_label_counts(1, 9, "y")
+    Traceback (most recent call last):
+    ...
+    ValueError: y: exactly one point is labeled; batch norm needs two: label another or none
+    """
+    if labeled == 1:
+        raise ValueError(
+            f"{name}: exactly one point is labeled{where}; batch norm needs two: "
+            "label another or none"
+        )
+    if unlabeled == 1:
+        raise ValueError(
+            f"{name}: exactly one point is unlabeled{where}; batch norm needs two: "
+            "label it or leave another unlabeled"
+        )
 
 
 def check_positive_int(value: Any, name: str) -> int:

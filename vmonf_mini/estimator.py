@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .checks import check_positive_int
+from .checks import check_label_counts, check_positive_int
 from .mixture import ModelConfig, VMoNF
 from .runtime import default_device
 from .training import INIT_METHODS, TrainConfig, _fit_runs, _RunOptions, head_start
@@ -465,14 +465,7 @@ class MixtureOfFlows(ClusterMixin, DensityMixin, BaseEstimator):
         if np.all(y == -1):
             return None
         # batch norm needs two points in a batch of each kind (training does not check again)
-        if np.sum(y == -1) == 1:
-            raise ValueError(
-                "y leaves exactly one point unlabeled; batch norm needs two: label it or leave another unlabeled"
-            )
-        if np.sum(y >= 0) == 1:
-            raise ValueError(
-                "y labels exactly one point; batch norm needs two: label another or none"
-            )
+        check_label_counts(int(np.sum(y >= 0)), int(np.sum(y == -1)), "y")
         return torch.tensor(y, dtype=torch.long)  # a copy: y may be read-only
 
     @torch.no_grad()

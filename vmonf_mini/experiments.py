@@ -126,7 +126,7 @@ class PaperMNIST:
         )
 
     @property
-    def train(self) -> TrainConfig:
+    def training(self) -> TrainConfig:
         """The training's settings. The temperature floor lives in the schedule alone (what
         :class:`EpochLog` reads back), so the training sets no ``min_temperature`` of its own:
         ``temperature_floor=None`` then means no floor at all, the paper's."""
@@ -314,7 +314,7 @@ class EpochLog:
         self.runs = {id(model): r for r, model in enumerate(models)}
         self.x, self.y, self.probe, self.config = x, y, probe, config
         self.steps_per_epoch = steps_per_epoch
-        self.schedule = config.train.temperature
+        self.schedule = config.training.temperature
         self.logs: List[Dict[str, List[float]]] = [
             {key: [] for key in EPOCH_LOG_KEYS} for _ in models
         ]
@@ -411,7 +411,7 @@ def paper_mnist(
         models,
         inputs[subset],
         None,
-        config.train,
+        config.training,
         seeds=list(config.seeds),
         device=device,
         progress=progress,

@@ -19,7 +19,7 @@ the defaults are the paper's or the book's own settings.
 Example:
     >>> from vmonf_mini import recipes
     >>> r = recipes.pinwheel_paper(epochs=2, init_epochs=1)
-    >>> r.model["encoder_hidden"], r.fit["init"], r.fit["epochs"]
+    >>> r.model["encoder_hidden"], r.training["init"], r.training["epochs"]
     ((3,), 'kmeans', 2)
     >>> x, y = recipes.data_for(r, n_per_class=32)
     >>> model, history = r.run(x, seed=0)
@@ -66,7 +66,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Recipe:
-    """A VMoNF and how to train it: ``model`` a :class:`~vmonf_mini.ModelConfig`, ``fit`` a :class:`~vmonf_mini.TrainConfig`.
+    """A VMoNF and how to train it: ``model`` a :class:`~vmonf_mini.ModelConfig`, ``training`` a :class:`~vmonf_mini.TrainConfig`.
 
     Either may be given as a dict of its fields (checked, and turned into the config).
     ``data`` names the generator in :mod:`vmonf_mini.data` the settings were found on;
@@ -76,22 +76,22 @@ class Recipe:
 
     name: str
     model: ModelConfig
-    fit: TrainConfig
+    training: TrainConfig
     data: str
     chapter: str
     labels_per_class: int = 0
     note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for name, cls in (("model", ModelConfig), ("fit", TrainConfig)):
+        for name, cls in (("model", ModelConfig), ("training", TrainConfig)):
             value = getattr(self, name)
             if not isinstance(value, cls):
                 check_fields(value, cls, f"{name} settings")
                 object.__setattr__(self, name, cls(**value))
 
-    def with_fit(self, **overrides: Any) -> "Recipe":
+    def with_training(self, **overrides: Any) -> "Recipe":
         """The same recipe with some training settings replaced (e.g. ``epochs`` scaled by a budget)."""
-        return dataclasses.replace(self, fit=self.fit.replace(**overrides))
+        return dataclasses.replace(self, training=self.training.replace(**overrides))
 
     def build(self, device: Union[None, str, torch.device] = None) -> VMoNF:
         """A fresh, untrained :class:`~vmonf_mini.VMoNF` with this recipe's architecture."""
@@ -117,7 +117,7 @@ class Recipe:
             model,
             x,
             labels,
-            self.fit,
+            self.training,
             seed=seed,
             device=device,
             progress=progress,
@@ -146,7 +146,7 @@ class Recipe:
             models,
             x,
             labels,
-            self.fit,
+            self.training,
             seeds=list(seeds),
             device=device,
             progress=progress,
@@ -155,7 +155,7 @@ class Recipe:
         return models, histories
 
 
-def pinwheel_paper(**fit_overrides: Any) -> Recipe:
+def pinwheel_paper(**training_overrides: Any) -> Recipe:
     """The paper's pinwheel (thesis settings) with chapter 6's k-means head start.
 
     K=5, RealNVP of 8 blocks with coupling nets of one hidden layer of 8, an encoder of one
@@ -166,7 +166,7 @@ def pinwheel_paper(**fit_overrides: Any) -> Recipe:
     recipe = Recipe(
         "pinwheel, paper settings",
         model=dict(dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(3,)),
-        fit=dict(
+        training=dict(
             epochs=400,
             batch_size=512,
             lr=1e-3,
@@ -178,10 +178,10 @@ def pinwheel_paper(**fit_overrides: Any) -> Recipe:
         chapter="6",
         note="one seed in ten (seed 7) stays below 0.98: the three ReLU units die (chapter 6)",
     )
-    return recipe.with_fit(**fit_overrides)
+    return recipe.with_training(**training_overrides)
 
 
-def pinwheel(**fit_overrides: Any) -> Recipe:
+def pinwheel(**training_overrides: Any) -> Recipe:
     """Chapter 6's recipe: the paper's flows, a (32, 32) encoder, Adam 3e-3, 100 epochs, k-means start.
 
     Matched accuracy 0.98 or more on every seed of ``bench/robustness.py``.
@@ -191,14 +191,14 @@ def pinwheel(**fit_overrides: Any) -> Recipe:
         model=dict(
             dim=2, k=5, flow="realnvp", blocks=8, hidden=8, encoder_hidden=(32, 32)
         ),
-        fit=dict(epochs=100, batch_size=512, lr=3e-3, init="kmeans"),
+        training=dict(epochs=100, batch_size=512, lr=3e-3, init="kmeans"),
         data="pinwheel",
         chapter="6",
     )
-    return recipe.with_fit(**fit_overrides)
+    return recipe.with_training(**training_overrides)
 
 
-def two_circles_paper(**fit_overrides: Any) -> Recipe:
+def two_circles_paper(**training_overrides: Any) -> Recipe:
     """The paper's semi-supervised two circles: K=2, RealNVP 10 blocks hidden 8, encoder (16, 16),
     Adam 1e-3, batch 128, 300 epochs on the 64 labeled points, then 500 semi-supervised epochs.
 
@@ -210,22 +210,24 @@ def two_circles_paper(**fit_overrides: Any) -> Recipe:
         model=dict(
             dim=2, k=2, flow="realnvp", blocks=10, hidden=8, encoder_hidden=(16, 16)
         ),
-        fit=dict(epochs=500, batch_size=128, lr=1e-3, pretrain_epochs=300),
+        training=dict(epochs=500, batch_size=128, lr=1e-3, pretrain_epochs=300),
         data="two_circles",
         chapter="7",
         labels_per_class=32,
     )
-    return recipe.with_fit(**fit_overrides)
+    return recipe.with_training(**training_overrides)
 
 
-def two_circles(**fit_overrides: Any) -> Recipe:
+def two_circles(**training_overrides: Any) -> Recipe:
     """The paper's two-circles model, 100 epochs of pretraining on the labels at Adam 3e-3, then 5
     semi-supervised epochs (with 20, the ELBO lets the inner component spread for some seeds: 0.98)."""
     recipe = two_circles_paper(epochs=5, pretrain_epochs=100, lr=3e-3)
-    return dataclasses.replace(recipe, name="two circles").with_fit(**fit_overrides)
+    return dataclasses.replace(recipe, name="two circles").with_training(
+        **training_overrides
+    )
 
 
-def digits(**fit_overrides: Any) -> Recipe:
+def digits(**training_overrides: Any) -> Recipe:
     """scikit-learn's digits 0-4 on their top 10 principal directions (one global scale, not whitened):
     K=5, RealNVP 4 blocks hidden 16, encoder (32, 32), Adam 1e-3, batch 128, k-means start, 60 epochs."""
     recipe = Recipe(
@@ -233,11 +235,11 @@ def digits(**fit_overrides: Any) -> Recipe:
         model=dict(
             dim=10, k=5, flow="realnvp", blocks=4, hidden=16, encoder_hidden=(32, 32)
         ),
-        fit=dict(epochs=60, batch_size=128, lr=1e-3, init="kmeans"),
+        training=dict(epochs=60, batch_size=128, lr=1e-3, init="kmeans"),
         data="digits_pca10",
         chapter="8",
     )
-    return recipe.with_fit(**fit_overrides)
+    return recipe.with_training(**training_overrides)
 
 
 def _digits_pca10() -> Tuple[Tensor, Tensor]:
@@ -292,14 +294,14 @@ def labeled_subset(y: Any, per_class: int, seed: int = 0) -> Tensor:
 #: :class:`~vmonf_mini.embedding.ImageEmbedding` fields, ``gmm_starts`` the number of
 #: Gaussian mixtures fitted, ``starts`` the most of their distinct partitions that each train
 #: a VMoNF (the best kept by its ELBO), ``model`` the
-#: :class:`~vmonf_mini.ModelConfig` fields other than ``dim`` and ``k``, and ``fit`` the
+#: :class:`~vmonf_mini.ModelConfig` fields other than ``dim`` and ``k``, and ``training`` the
 #: :class:`~vmonf_mini.TrainConfig` of every run.
 IMAGE_RECIPE: Dict[str, Any] = dict(
     embedding=dict(dim=10, pca_dim=50, n_neighbors=15),
     gmm_starts=10,
     starts=1,  # the most likely mixture: the ELBO of several ranks merged partitions higher
     model=dict(flow="realnvp", blocks=4, hidden=32, encoder_hidden=(64, 64)),
-    fit=TrainConfig(epochs=20, init_epochs=5, batch_size=512, lr=3e-3),
+    training=TrainConfig(epochs=20, init_epochs=5, batch_size=512, lr=3e-3),
 )
 
 #: How far outside [0, 1] a pixel may lie before it is refused.
@@ -451,7 +453,7 @@ def cluster_images(
             f"gmm_starts={n_gmm} Gaussian mixtures cannot give starts={n_starts} starts"
         )
     lengths = dict(epochs=epochs, init_epochs=init_epochs)
-    settings = IMAGE_RECIPE["fit"].replace(
+    config = IMAGE_RECIPE["training"].replace(
         **{name: value for name, value in lengths.items() if value is not None}
     )
     embedding = ImageEmbedding(**IMAGE_RECIPE["embedding"], seed=seed)
@@ -469,7 +471,7 @@ def cluster_images(
         models,
         z,
         None,
-        settings.replace(init=start_labels),
+        config.replace(init=start_labels),
         seeds=run_seeds,
         device=device,
         progress=progress,
@@ -498,12 +500,12 @@ def cluster_images(
 # ------------------------------------------------------------------ the PCA recipe
 #: The PCA dimension, flows, encoder and training of chapter 8's first image recipe (the full
 #: budget's epochs): ``model`` holds the :class:`~vmonf_mini.ModelConfig` fields other than ``dim`` and
-#: ``k`` (the PCA dimension and the number of clusters), ``fit`` is a :class:`~vmonf_mini.TrainConfig`.
+#: ``k`` (the PCA dimension and the number of clusters), ``training`` is a :class:`~vmonf_mini.TrainConfig`.
 PCA_IMAGE_RECIPE: Dict[str, Any] = dict(
     pca_dim=10,
     gmm_n_init=10,
     model=dict(flow="realnvp", blocks=6, hidden=32, encoder_hidden=(128, 128)),
-    fit=TrainConfig(epochs=50, init_epochs=10, batch_size=1024, lr=3e-3),
+    training=TrainConfig(epochs=50, init_epochs=10, batch_size=1024, lr=3e-3),
 )
 
 
@@ -595,7 +597,7 @@ def cluster_images_pca(
         "gmm_n_init",
     )
     lengths = dict(epochs=epochs, init_epochs=init_epochs)
-    settings = PCA_IMAGE_RECIPE["fit"].replace(
+    config = PCA_IMAGE_RECIPE["training"].replace(
         **{name: value for name, value in lengths.items() if value is not None}
     )
     architecture = ModelConfig(dim=dim, k=k, **PCA_IMAGE_RECIPE["model"])
@@ -611,7 +613,7 @@ def cluster_images_pca(
         model,
         z.float(),
         None,
-        settings.replace(init=start),
+        config.replace(init=start),
         seed=seed,
         device=device,
         progress=progress,

@@ -43,6 +43,7 @@ from .checks import (
     as_labels,
     SettingsMapping,
     check_fields,
+    check_label_counts,
     check_number,
     check_positive_int,
     check_temperature,
@@ -663,21 +664,19 @@ def _check_counts(
     """What run ``index``'s labels ``y`` (``None``: none; ``label_name`` in the errors) of ``n``
     points must hold for its batches: two points of each kind that it has (batch norm needs
     two), and labels where ``pretrain_epochs`` or ``label_graph`` needs them. Checked at the
-    entry of :func:`fit` and :func:`fit_many`; the estimator checks its ``y`` at its own."""
+    entry of :func:`fit` and :func:`fit_many`; the estimator checks its ``y`` at its own entry
+    with the same :func:`~vmonf_mini.checks.check_label_counts`."""
     labeled = 0 if y is None else int((y >= 0).sum())
     unlabeled = n - labeled
     where = f" (run {index})" if index else ""
-    if labeled == 1:
+    if n < 2:
         raise ValueError(
-            f"{label_name} mark one point: label at least two points (batch norm needs two), or none"
+            f"x needs at least two points to train on (batch norm needs two){where}"
         )
+    check_label_counts(labeled, unlabeled, label_name, where)
     if config.pretrain_epochs and labeled < 2:
         raise ValueError(
             f"pretrain_epochs needs at least two labeled points (labels >= 0){where}"
-        )
-    if unlabeled == 1 or (unlabeled == 0 and labeled < 2):
-        raise ValueError(
-            f"x needs at least two points to train on (batch norm needs two){where}"
         )
     if config.label_graph is not None and labeled == 0:
         raise ValueError(
