@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import (
     Any,
     Callable,
+    Dict,
     Iterator,
     List,
     Mapping,
@@ -635,6 +636,17 @@ def epoch_curves(
     >>> len(fig.axes)
     4
     """
+    # one colour per configuration (the label before ", seed"), one line style per seed
+    groups = list(dict.fromkeys(label.split(", seed")[0] for label in curves))
+    seen: Dict[str, int] = {}
+    styles = {}
+    for label in curves:
+        group = label.split(", seed")[0]
+        styles[label] = dict(
+            color=f"C{groups.index(group) % 10}",
+            linestyle=("-", "--", ":", "-.")[seen.get(group, 0) % 4],
+        )
+        seen[group] = seen.get(group, 0) + 1
     fig, axes = plt.subplots(
         1, len(keys), figsize=(3.3 * len(keys), 2.9), squeeze=False
     )
@@ -642,13 +654,23 @@ def epoch_curves(
         for label, log in curves.items():
             values = np.asarray(log[key], dtype=float)
             steps = steps_per_epoch * np.arange(1, len(values) + 1)
-            ax.plot(steps, values, label=label)
+            ax.plot(steps, values, label=label, **styles[label])
         if key in log_scale:
             ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_xlabel("training step")
         ax.set_title(EPOCH_CURVE_LABELS.get(key, key), fontsize=9)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    legend_height = 0.17 * rows + 0.05  # inches below the panels
+    fig.set_figheight(2.9 + legend_height)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(),
+        loc="lower center",
+        ncol=columns,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, legend_height / (2.9 + legend_height), 1, 1))
     return fig
 
 
