@@ -637,16 +637,14 @@ def epoch_curves(
     4
     """
     # one colour per configuration (the label before ", seed"), one line style per seed
-    groups = list(dict.fromkeys(label.split(", seed")[0] for label in curves))
-    seen: Dict[str, int] = {}
-    styles = {}
+    groups: Dict[str, List[str]] = {}
     for label in curves:
-        group = label.split(", seed")[0]
-        styles[label] = dict(
-            color=f"C{groups.index(group) % 10}",
-            linestyle=("-", "--", ":", "-.")[seen.get(group, 0) % 4],
-        )
-        seen[group] = seen.get(group, 0) + 1
+        groups.setdefault(label.split(", seed")[0], []).append(label)
+    styles = {
+        label: dict(color=f"C{g % 10}", linestyle=("-", "--", ":", "-.")[i % 4])
+        for g, labels in enumerate(groups.values())
+        for i, label in enumerate(labels)
+    }
     fig, axes = plt.subplots(
         1, len(keys), figsize=(3.3 * len(keys), 2.9), squeeze=False
     )
